@@ -12,7 +12,7 @@ using enum Axis;
 using enum OpKind;
 
 // The table. Row order must follow the Role enum (checked in GetRoleInfo).
-constexpr std::array<RoleInfo, kNumRoles> kRoles = {{
+constexpr std::array<RoleInfo, ::si::kNumRoles> kRoles = {{
     {kTokenEmbd, "token_embd.weight", false, kEmbedding, kVocab, kModel},
     {kPosEmbd, "position_embd.weight", false, kEmbedding, kCtx, kModel},
     {kTokenTypes, "token_types.weight", false, kEmbedding, kTypes, kModel},
