@@ -30,8 +30,11 @@ std::string_view PoolingName(Pooling p) {
 }
 
 Status ModelConfig::Validate() const {
+  // Upper bound: far above any real model, low enough that products of two dims cannot overflow.
+  constexpr int64_t kMaxDim = int64_t{1} << 28;
   auto positive = [](const char* what, int64_t v) -> Status {
     if (v <= 0) return InvalidArgumentError(what, " must be positive, got ", v);
+    if (v > kMaxDim) return InvalidArgumentError(what, " = ", v, " is out of range");
     return Status::Ok();
   };
   SI_RETURN_IF_ERROR(positive("vocab_size", vocab_size));

@@ -24,7 +24,7 @@ class Reader {
   template <typename T>
   Status Read(T* out, const char* what) {
     if (remaining() < sizeof(T)) {
-      return CorruptError("truncated file: ", what, " at offset ", pos_, " needs ", sizeof(T), " bytes, ",
+      return CorruptError("truncated or corrupt file: ", what, " at offset ", pos_, " needs ", sizeof(T), " bytes, ",
                           remaining(), " left");
     }
     std::memcpy(out, data_ + pos_, sizeof(T));
@@ -36,7 +36,7 @@ class Reader {
     uint64_t len;
     SI_RETURN_IF_ERROR(Read(&len, what));
     if (len > remaining()) {
-      return CorruptError("truncated file: ", what, " at offset ", pos_ - 8, " claims ", len, " bytes, ",
+      return CorruptError("truncated or corrupt file: ", what, " at offset ", pos_ - 8, " claims ", len, " bytes, ",
                           remaining(), " left");
     }
     out->assign(reinterpret_cast<const char*>(data_ + pos_), len);
@@ -242,9 +242,13 @@ Status GgufFile::ParseImpl() {
   SI_RETURN_IF_ERROR(r.Read(&n_tensors, "tensor count"));
   SI_RETURN_IF_ERROR(r.Read(&n_kv, "metadata count"));
   // Each kv takes >= 12 bytes (empty key + type + 1-byte value), each tensor info >= 24 bytes.
-  if (n_kv > r.remaining() / 12) return CorruptError("metadata count ", n_kv, " is larger than the file allows");
+  if (n_kv > r.remaining() / 12) {
+    return CorruptError("truncated or corrupt file: metadata count ", n_kv, " needs at least ", n_kv * 12,
+                        " bytes, ", r.remaining(), " left");
+  }
   if (n_tensors > r.remaining() / 24) {
-    return CorruptError("tensor count ", n_tensors, " is larger than the file allows");
+    return CorruptError("truncated or corrupt file: tensor count ", n_tensors, " needs at least ",
+                        n_tensors * 24, " bytes, ", r.remaining(), " left");
   }
 
   for (uint64_t i = 0; i < n_kv; ++i) {

@@ -24,6 +24,10 @@ Result<ModelConfig> LoadModelConfig(const GgufFile& f) {
   const std::string p = arch_name + ".";
   SI_ASSIGN_OR_RETURN(c.model_dim, RequireInt(f, p + "embedding_length"));
   SI_ASSIGN_OR_RETURN(c.num_layers, RequireInt(f, p + "block_count"));
+  if (c.num_layers > static_cast<int64_t>(f.tensors().size())) {
+    return CorruptError("metadata '", p, "block_count' = ", c.num_layers, " but the file has only ",
+                        f.tensors().size(), " tensors");
+  }
   SI_ASSIGN_OR_RETURN(c.ffn_dim, RequireInt(f, p + "feed_forward_length"));
   SI_ASSIGN_OR_RETURN(c.num_heads, RequireInt(f, p + "attention.head_count"));
   SI_ASSIGN_OR_RETURN(c.num_kv_heads, f.GetIntOr(p + "attention.head_count_kv", c.num_heads));

@@ -288,6 +288,8 @@ Result<ModelConfig> SyntheticConfig(Arch arch, const std::string& dims) {
       any = true;
     }
     if (!any) return InvalidArgumentError("--dims is empty");
+    // Without kv_heads, llama gets multi-head attention (falcon keeps its multiquery default).
+    if (arch == Arch::kLlama && dims.find("kv_heads") == std::string::npos) c.num_kv_heads = c.num_heads;
     if (arch != Arch::kLlama && arch != Arch::kFalcon && c.num_kv_heads != c.num_heads) {
       if (dims.find("kv_heads") != std::string::npos) {
         return InvalidArgumentError("--dims: ", ArchName(arch), " has no grouped-query attention (kv_heads)");
