@@ -37,9 +37,13 @@ void ThreadPool::WorkerLoop(int thread) {
     // ~5-20 us, comparable to a whole small matmul.
     uint64_t gen = generation_.load(std::memory_order_acquire);
     for (int spin = 0; gen == seen && spin < 20000; ++spin) {
+      if (spin < 4000) {
 #if defined(__x86_64__)
-      __builtin_ia32_pause();
+        __builtin_ia32_pause();
 #endif
+      } else {
+        std::this_thread::yield();
+      }
       gen = generation_.load(std::memory_order_acquire);
     }
     if (gen == seen) {
@@ -73,10 +77,16 @@ void ThreadPool::Run(int64_t num_tasks, const std::function<void(int64_t, int)>&
   }
   cv_.notify_all();
   Work(0);
-  while (pending_workers_.load(std::memory_order_acquire) != 0) {
+  // Spin briefly, then yield: with more threads than free cores (shared machines, oversubscribed tests) the
+  // workers we wait for need this core.
+  for (int spin = 0; pending_workers_.load(std::memory_order_acquire) != 0; ++spin) {
+    if (spin < 2000) {
 #if defined(__x86_64__)
-    __builtin_ia32_pause();
+      __builtin_ia32_pause();
 #endif
+    } else {
+      std::this_thread::yield();
+    }
   }
   fn_ = nullptr;
 }
