@@ -1,4 +1,5 @@
-// Unicode helpers with llama.cpp's semantics; see unicode.h. Character data from ICU (see tokenizer.cc).
+// Unicode helpers with llama.cpp's semantics; see unicode.h. Character data from ICU (see
+// tokenizer.cc).
 #include "model/unicode.h"
 
 #include <unicode/normalizer2.h>
@@ -100,7 +101,8 @@ const ByteMaps& GetByteMaps() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Hand-written splitters (llama.cpp runs these instead of the regex for the two most common patterns).
+// Hand-written splitters (llama.cpp runs these instead of the regex for the two most common
+// patterns).
 
 constexpr uint32_t kOutOfRange = 0xFFFFFFFF;
 
@@ -108,7 +110,9 @@ struct Segment {
   const std::vector<uint32_t>& cpts;
   size_t begin, end;  // [begin, end) in cpts
   uint32_t Cpt(size_t pos) const { return (pos >= begin && pos < end) ? cpts[pos] : kOutOfRange; }
-  CptFlags Flags(size_t pos) const { return (pos >= begin && pos < end) ? FlagsOf(cpts[pos]) : CptFlags{}; }
+  CptFlags Flags(size_t pos) const {
+    return (pos >= begin && pos < end) ? FlagsOf(cpts[pos]) : CptFlags{};
+  }
 };
 
 // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
@@ -132,7 +136,8 @@ void SplitGpt2(const Segment& s, std::vector<size_t>* out) {
       }
       if (pos + 2 < s.end) {
         const uint32_t next2 = s.Cpt(pos + 2);
-        if ((next == 'r' && next2 == 'e') || (next == 'v' && next2 == 'e') || (next == 'l' && next2 == 'l')) {
+        if ((next == 'r' && next2 == 'e') || (next == 'v' && next2 == 'e') ||
+            (next == 'l' && next2 == 'l')) {
           pos += add(pos + 3);
           continue;
         }
@@ -152,7 +157,9 @@ void SplitGpt2(const Segment& s, std::vector<size_t>* out) {
       add(pos);
       continue;
     }
-    auto is_other = [](CptFlags f) { return !(f.is_whitespace() || f.is_letter() || f.is_number()) && f.any(); };
+    auto is_other = [](CptFlags f) {
+      return !(f.is_whitespace() || f.is_letter() || f.is_number()) && f.any();
+    };
     if (is_other(f2)) {  // <space>?[^\s\p{L}\p{N}]+
       pos += (cpt == ' ');
       while (is_other(f2)) f2 = s.Flags(++pos);
@@ -176,8 +183,8 @@ void SplitGpt2(const Segment& s, std::vector<size_t>* out) {
   }
 }
 
-// (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|
-// \s+(?!\S)|\s+
+// (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
+// ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+| \s+(?!\S)|\s+
 void SplitLlama3(const Segment& s, std::vector<size_t>* out) {
   size_t prev_end = s.begin;
   auto add = [&](size_t end) -> size_t {
@@ -198,7 +205,8 @@ void SplitLlama3(const Segment& s, std::vector<size_t>* out) {
       }
       if (pos + 2 < s.end) {
         const uint32_t next2 = ToLower(s.Cpt(pos + 2));
-        if ((next == 'r' && next2 == 'e') || (next == 'v' && next2 == 'e') || (next == 'l' && next2 == 'l')) {
+        if ((next == 'r' && next2 == 'e') || (next == 'v' && next2 == 'e') ||
+            (next == 'l' && next2 == 'l')) {
           pos += add(pos + 3);
           continue;
         }
@@ -230,7 +238,9 @@ void SplitLlama3(const Segment& s, std::vector<size_t>* out) {
 
     // <space>?[^\s\p{L}\p{N}]+[\r\n]*
     CptFlags f2 = (cpt == ' ') ? s.Flags(pos + 1) : flags;
-    auto is_other = [](CptFlags f) { return !(f.is_whitespace() || f.is_letter() || f.is_number()) && f.any(); };
+    auto is_other = [](CptFlags f) {
+      return !(f.is_whitespace() || f.is_letter() || f.is_number()) && f.any();
+    };
     if (!(f2.is_whitespace() || f2.is_letter() || f2.is_number()) && flags.any()) {
       pos += (cpt == ' ');
       while (is_other(f2)) f2 = s.Flags(++pos);
@@ -269,43 +279,58 @@ void SplitLlama3(const Segment& s, std::vector<size_t>* out) {
 constexpr const char* kGpt2Pattern =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)";
 constexpr const char* kLlama3Pattern1 =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 constexpr const char* kLlama3Pattern2 =
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}"
+    "{1,3}| "
     "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 // \p{..} names llama.cpp understands in regexes, and the category each collapses to.
 const std::map<std::string, uint16_t>& CategoryNames() {
   static const std::map<std::string, uint16_t> m = {
-      {"\\p{N}", CptFlags::kNumber},       {"\\p{L}", CptFlags::kLetter},  {"\\p{P}", CptFlags::kPunctuation},
-      {"\\p{M}", CptFlags::kAccentMark},   {"\\p{S}", CptFlags::kSymbol},  {"\\p{Lu}", CptFlags::kLetter},
-      {"\\p{Ll}", CptFlags::kLetter},      {"\\p{Lt}", CptFlags::kLetter}, {"\\p{Lm}", CptFlags::kLetter},
-      {"\\p{Lo}", CptFlags::kLetter},
+      {"\\p{N}", CptFlags::kNumber},      {"\\p{L}", CptFlags::kLetter},
+      {"\\p{P}", CptFlags::kPunctuation}, {"\\p{M}", CptFlags::kAccentMark},
+      {"\\p{S}", CptFlags::kSymbol},      {"\\p{Lu}", CptFlags::kLetter},
+      {"\\p{Ll}", CptFlags::kLetter},     {"\\p{Lt}", CptFlags::kLetter},
+      {"\\p{Lm}", CptFlags::kLetter},     {"\\p{Lo}", CptFlags::kLetter},
   };
   return m;
 }
 
-// In the collapsed text every non-ASCII code point is replaced by one byte standing for its category.
+// In the collapsed text every non-ASCII code point is replaced by one byte standing for its
+// category.
 char CollapsedByte(uint16_t category) {
   switch (category) {
-    case CptFlags::kNumber: return static_cast<char>(0xD1);
-    case CptFlags::kLetter: return static_cast<char>(0xD2);
-    case CptFlags::kPunctuation: return static_cast<char>(0xD3);
-    case CptFlags::kAccentMark: return static_cast<char>(0xD4);
-    case CptFlags::kSymbol: return static_cast<char>(0xD5);
-    default: return static_cast<char>(0xD0);
+    case CptFlags::kNumber:
+      return static_cast<char>(0xD1);
+    case CptFlags::kLetter:
+      return static_cast<char>(0xD2);
+    case CptFlags::kPunctuation:
+      return static_cast<char>(0xD3);
+    case CptFlags::kAccentMark:
+      return static_cast<char>(0xD4);
+    case CptFlags::kSymbol:
+      return static_cast<char>(0xD5);
+    default:
+      return static_cast<char>(0xD0);
   }
 }
 
 // The ASCII members of each category, as a bracket-expression body.
 const char* AsciiClass(uint16_t category) {
   switch (category) {
-    case CptFlags::kNumber: return "\x30-\x39";
-    case CptFlags::kLetter: return "\x41-\x5A\x61-\x7A";
-    case CptFlags::kPunctuation: return "\x21-\x23\x25-\x2A\x2C-\x2F\x3A-\x3B\x3F-\x40\\\x5B-\\\x5D\x5F\\\x7B\\\x7D";
-    case CptFlags::kSymbol: return "\\\x24\\\x2B\x3C-\x3E\x5E\x60\\\x7C";
-    default: return "";
+    case CptFlags::kNumber:
+      return "\x30-\x39";
+    case CptFlags::kLetter:
+      return "\x41-\x5A\x61-\x7A";
+    case CptFlags::kPunctuation:
+      return "\x21-\x23\x25-\x2A\x2C-\x2F\x3A-\x3B\x3F-\x40\\\x5B-\\\x5D\x5F\\\x7B\\\x7D";
+    case CptFlags::kSymbol:
+      return "\\\x24\\\x2B\x3C-\x3E\x5E\x60\\\x7C";
+    default:
+      return "";
   }
 }
 
@@ -319,7 +344,8 @@ bool UsesCategories(const std::string& pattern) {
 // Rewrites \p{X} into a bracket expression over the collapsed alphabet.
 std::string CollapsePattern(const std::string& re) {
   for (unsigned char c : re) {
-    if (c >= 128) throw std::runtime_error("regex mixes unicode categories and non-ASCII characters");
+    if (c >= 128)
+      throw std::runtime_error("regex mixes unicode categories and non-ASCII characters");
   }
   std::string out;
   bool inside = false;
@@ -354,7 +380,8 @@ std::string CollapsePattern(const std::string& re) {
 }
 
 template <typename CharT>
-std::vector<size_t> RegexResplit(const std::basic_string<CharT>& text, const std::basic_regex<CharT>& expr,
+std::vector<size_t> RegexResplit(const std::basic_string<CharT>& text,
+                                 const std::basic_regex<CharT>& expr,
                                  const std::vector<size_t>& offsets) {
   std::vector<size_t> out;
   out.reserve(offsets.size());
@@ -378,7 +405,9 @@ std::vector<size_t> RegexResplit(const std::basic_string<CharT>& text, const std
 }  // namespace
 
 CptFlags FlagsOf(uint32_t cpt) {
-  if (cpt >= kMaxCodepoints) return CptFlags{};
+  // llama.cpp: code points past the table are "undefined" (only out-of-segment positions have no
+  // flags).
+  if (cpt >= kMaxCodepoints) return CptFlags{CptFlags::kUndefined};
   return CptFlags{FlagTable()[cpt]};
 }
 
@@ -393,7 +422,8 @@ uint32_t NfdFirst(uint32_t cpt) {
   static const icu::Normalizer2* nfd = icu::Normalizer2::getNFDInstance(status);
   if (nfd == nullptr) return cpt;
   icu::UnicodeString decomposition;
-  if (!nfd->getDecomposition(static_cast<UChar32>(cpt), decomposition) || decomposition.isEmpty()) return cpt;
+  if (!nfd->getDecomposition(static_cast<UChar32>(cpt), decomposition) || decomposition.isEmpty())
+    return cpt;
   return static_cast<uint32_t>(decomposition.char32At(0));
 }
 
@@ -438,7 +468,8 @@ std::vector<uint32_t> DecodeUtf8(std::string_view s) {
         i += 1;
       } else {
         out.push_back(((b0 & 0x07) << 18) | ((static_cast<uint8_t>(s[i + 1]) & 0x3F) << 12) |
-                      ((static_cast<uint8_t>(s[i + 2]) & 0x3F) << 6) | (static_cast<uint8_t>(s[i + 3]) & 0x3F));
+                      ((static_cast<uint8_t>(s[i + 2]) & 0x3F) << 6) |
+                      (static_cast<uint8_t>(s[i + 3]) & 0x3F));
         i += 4;
       }
     } else {
@@ -532,7 +563,8 @@ std::vector<std::string> RegexSplitter::Split(std::string_view text) const {
         continue;
       }
       const CptFlags f = FlagsOf(cpts[i]);
-      // std::regex's \s does not match U+0085 etc.; vertical tab stands in for any non-ASCII whitespace.
+      // std::regex's \s does not match U+0085 etc.; vertical tab stands in for any non-ASCII
+      // whitespace.
       collapsed[i] = f.is_whitespace() ? '\x0B' : CollapsedByte(f.category());
     }
   }
@@ -567,7 +599,8 @@ std::vector<std::string> RegexSplitter::Split(std::string_view text) const {
           wtext.resize(cpts.size());
           for (size_t i = 0; i < cpts.size(); ++i) {
             const uint32_t cpt = cpts[i];
-            wtext[i] = (cpt > 0x7F && FlagsOf(cpt).is_whitespace()) ? L'\x0B' : static_cast<wchar_t>(cpt);
+            wtext[i] =
+                (cpt > 0x7F && FlagsOf(cpt).is_whitespace()) ? L'\x0B' : static_cast<wchar_t>(cpt);
           }
           have_wtext = true;
         }
