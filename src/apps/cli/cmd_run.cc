@@ -57,14 +57,14 @@ int Run(const Options& o) {
   st = e.Forward({&batch, 1}, &logits);
   if (!st.ok()) return PrintError("run", st);
   const double t1 = NowSeconds();
-  std::string pending;  // bytes of an incomplete UTF-8 sequence, held until complete
+  StreamDecoder text(**tok);  // holds back bytes of an incomplete UTF-8 character
   for (int i = 0; i < o.n; ++i) {
     const int32_t next = sampler.Sample(logits, history);
     if (!o.ignore_eos && (*tok)->IsEog(next)) break;
     generated.push_back(next);
     history.push_back(next);
     if (!o.ids) {
-      std::fputs((*tok)->TokenToPiece(next).c_str(), stdout);
+      std::fputs(text.Push(next).c_str(), stdout);
       std::fflush(stdout);
     }
     if (i + 1 == o.n) break;
@@ -76,8 +76,9 @@ int Run(const Options& o) {
   if (o.ids) {
     std::printf("%s\n", JoinIds(generated).c_str());
   } else {
-    std::printf("\n");
+    std::printf("%s\n", text.Flush().c_str());
   }
+  std::fflush(stdout);
   if (!o.quiet) {
     const size_t decoded = generated.empty() ? 0 : generated.size() - 1;
     std::fprintf(stderr, "prefill: %zu tokens in %.1f ms (%.1f tokens/s); decode: %zu tokens in %.1f ms "
