@@ -1,0 +1,303 @@
+// Roofline probes. f32 FMA throughput and read bandwidth use Highway (compiled per target, the best one runs);
+// int8 and bf16 dot-product throughput use the AVX512_VNNI / AVX512_BF16 instructions directly through
+// target attributes, because Highway 1.0.3 has no int8 dot-product op and they are what the quantized
+// kernels use. Each probe keeps its accumulators in registers (independent chains, enough to cover the FMA
+// latency x issue width), so it measures the arithmetic units, not memory.
+#include "si/perf/roofline.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "si/base/mmap_file.h"
+#include "si/base/thread_pool.h"
+#include "si/base/timer.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "perf/roofline.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace si {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// FLOPs done by `iters` rounds of 12 independent FMA chains of one vector each.
+double FmaProbe(int64_t iters, float* sink) {
+  const hn::ScalableTag<float> d;
+  auto a0 = hn::Set(d, 1.0f), a1 = hn::Set(d, 1.1f), a2 = hn::Set(d, 1.2f), a3 = hn::Set(d, 1.3f);
+  auto a4 = hn::Set(d, 1.4f), a5 = hn::Set(d, 1.5f), a6 = hn::Set(d, 1.6f), a7 = hn::Set(d, 1.7f);
+  auto a8 = hn::Set(d, 1.8f), a9 = hn::Set(d, 1.9f), a10 = hn::Set(d, 2.0f), a11 = hn::Set(d, 2.1f);
+  const auto m = hn::Set(d, 0.999999f), c = hn::Set(d, 1e-7f);
+  for (int64_t i = 0; i < iters; ++i) {
+    a0 = hn::MulAdd(a0, m, c); a1 = hn::MulAdd(a1, m, c); a2 = hn::MulAdd(a2, m, c);
+    a3 = hn::MulAdd(a3, m, c); a4 = hn::MulAdd(a4, m, c); a5 = hn::MulAdd(a5, m, c);
+    a6 = hn::MulAdd(a6, m, c); a7 = hn::MulAdd(a7, m, c); a8 = hn::MulAdd(a8, m, c);
+    a9 = hn::MulAdd(a9, m, c); a10 = hn::MulAdd(a10, m, c); a11 = hn::MulAdd(a11, m, c);
+  }
+  auto s = hn::Add(hn::Add(hn::Add(a0, a1), hn::Add(a2, a3)), hn::Add(hn::Add(a4, a5), hn::Add(a6, a7)));
+  s = hn::Add(s, hn::Add(hn::Add(a8, a9), hn::Add(a10, a11)));
+  *sink += hn::GetLane(s);
+  return 2.0 * 12 * static_cast<double>(hn::Lanes(d)) * static_cast<double>(iters);
+}
+
+// Streams `n` floats once (4 independent accumulators); returns bytes read.
+double ReadProbe(const float* p, int64_t n, float* sink) {
+  const hn::ScalableTag<float> d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  auto s0 = hn::Zero(d), s1 = hn::Zero(d), s2 = hn::Zero(d), s3 = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + 4 * N <= n; i += 4 * N) {
+    s0 = hn::Add(s0, hn::LoadU(d, p + i));
+    s1 = hn::Add(s1, hn::LoadU(d, p + i + N));
+    s2 = hn::Add(s2, hn::LoadU(d, p + i + 2 * N));
+    s3 = hn::Add(s3, hn::LoadU(d, p + i + 3 * N));
+  }
+  *sink += hn::GetLane(hn::Add(hn::Add(s0, s1), hn::Add(s2, s3)));
+  return static_cast<double>(i) * sizeof(float);
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace si
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace si {
+HWY_EXPORT(FmaProbe);
+HWY_EXPORT(ReadProbe);
+
+namespace {
+
+#if defined(__x86_64__)
+// int8 ops (multiply + add counted as 2) of `iters` rounds of 8 independent vpdpbusd chains.
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) double VnniProbe(int64_t iters, float* sink) {
+  __m512i acc[8];
+  for (int i = 0; i < 8; ++i) acc[i] = _mm512_set1_epi32(i);
+  const __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-2);
+  for (int64_t i = 0; i < iters; ++i) {
+    for (int j = 0; j < 8; ++j) acc[j] = _mm512_dpbusd_epi32(acc[j], a, b);
+  }
+  __m512i s = acc[0];
+  for (int j = 1; j < 8; ++j) s = _mm512_add_epi32(s, acc[j]);
+  *sink += static_cast<float>(_mm512_reduce_add_epi32(s));
+  return 2.0 * 64 * 8 * static_cast<double>(iters);
+}
+
+__attribute__((target("avx512f,avx512bf16"))) double Bf16Probe(int64_t iters, float* sink) {
+  __m512 acc[8];
+  for (int i = 0; i < 8; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i));
+  const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80), b = (__m512bh)_mm512_set1_epi16(0x3f00);
+  for (int64_t i = 0; i < iters; ++i) {
+    for (int j = 0; j < 8; ++j) acc[j] = _mm512_dpbf16_ps(acc[j], a, b);
+  }
+  __m512 s = acc[0];
+  for (int j = 1; j < 8; ++j) s = _mm512_add_ps(s, acc[j]);
+  *sink += _mm512_reduce_add_ps(s);
+  return 2.0 * 32 * 8 * static_cast<double>(iters);
+}
+#endif
+
+// Runs `probe(thread)` on `threads` threads at once, for about `seconds`, best of 3; returns units/s.
+template <typename Probe>
+double Throughput(ThreadPool& pool, int threads, double seconds, Probe probe) {
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    std::vector<double> units(threads, 0.0);
+    const double t0 = NowSeconds();
+    pool.Run(threads, [&](int64_t task, int) {
+      const double start = NowSeconds();
+      while (NowSeconds() - start < seconds) units[task] += probe(static_cast<int>(task));
+    });
+    const double dt = NowSeconds() - t0;
+    double total = 0;
+    for (double u : units) total += u;
+    best = std::max(best, total / dt);
+  }
+  return best;
+}
+
+int64_t ReadSysfsSize(const std::string& path) {
+  std::ifstream in(path);
+  std::string s;
+  if (!(in >> s) || s.empty()) return 0;
+  int64_t v = std::atoll(s.c_str());
+  if (s.back() == 'K') v *= 1024;
+  if (s.back() == 'M') v *= 1024 * 1024;
+  return v;
+}
+
+std::string CpuName() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+double Roofline::best_mem_bw() const {
+  double b = 0;
+  for (const auto& p : points) b = std::max(b, p.mem_bw);
+  return b;
+}
+
+double Roofline::best_peak(const std::string& kind) const {
+  double b = 0;
+  for (const auto& p : points) {
+    auto it = p.peak_flops.find(kind);
+    if (it != p.peak_flops.end()) b = std::max(b, it->second);
+  }
+  return b;
+}
+
+const RooflinePoint* Roofline::AtThreads(int threads) const {
+  for (const auto& p : points) {
+    if (p.threads == threads) return &p;
+  }
+  return nullptr;
+}
+
+Roofline MeasureRoofline(int max_threads) {
+  if (max_threads <= 0) max_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  Roofline r;
+  r.cpu = CpuName();
+  {
+    char buf[32];
+    std::time_t now = std::time(nullptr);
+    std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+    r.measured_at = buf;
+  }
+  r.mem_capacity_bytes = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
+  for (int idx = 0; idx < 5; ++idx) {
+    const std::string base = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(idx) + "/";
+    std::ifstream lv(base + "level"), ty(base + "type");
+    int level = 0;
+    std::string type;
+    if (!(lv >> level) || !(ty >> type)) continue;
+    if (type == "Instruction") continue;
+    r.caches["l" + std::to_string(level) + (level == 1 ? "d" : "")] = ReadSysfsSize(base + "size");
+  }
+  // Bandwidth buffer: 8x the last-level cache, at least 512 MiB, so the read streams from DRAM.
+  const int64_t llc = std::max<int64_t>(r.caches.count("l3") ? r.caches["l3"] : 0, 32 << 20);
+  const int64_t n = std::max<int64_t>(8 * llc, int64_t{512} << 20) / static_cast<int64_t>(sizeof(float));
+  std::vector<float> buf(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) buf[i] = static_cast<float>(i & 1023);
+  float sink = 0;
+  ThreadPool pool(max_threads);
+  for (int t = 1; t <= max_threads; ++t) {
+    RooflinePoint p;
+    p.threads = t;
+    std::vector<float> sinks(t, 0.0f);
+    p.peak_flops["f32"] = Throughput(pool, t, 0.2, [&](int th) { return HWY_DYNAMIC_DISPATCH(FmaProbe)(1 << 16, &sinks[th]); });
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx512vnni")) {
+      p.peak_flops["int8"] = Throughput(pool, t, 0.2, [&](int th) { return VnniProbe(1 << 16, &sinks[th]); });
+    }
+    if (__builtin_cpu_supports("avx512bf16")) {
+      p.peak_flops["bf16"] = Throughput(pool, t, 0.2, [&](int th) { return Bf16Probe(1 << 16, &sinks[th]); });
+    }
+#endif
+    // Each thread streams its own contiguous slice once per call.
+    p.mem_bw = Throughput(pool, t, 0.5, [&](int th) {
+      const int64_t begin = n * th / t, end = n * (th + 1) / t;
+      return HWY_DYNAMIC_DISPATCH(ReadProbe)(buf.data() + begin, end - begin, &sinks[th]);
+    });
+    for (float s : sinks) sink += s;
+    r.points.push_back(p);
+  }
+  if (sink == 12345.0f) std::fprintf(stderr, " ");  // keeps the probes' results alive
+  return r;
+}
+
+std::string RooflineToJson(const Roofline& r) {
+  nlohmann::json j;
+  j["version"] = 1;
+  j["cpu"] = r.cpu;
+  j["measured_at"] = r.measured_at;
+  j["mem_capacity_bytes"] = r.mem_capacity_bytes;
+  j["caches"] = r.caches;
+  j["threads"] = nlohmann::json::array();
+  for (const auto& p : r.points) {
+    j["threads"].push_back({{"threads", p.threads}, {"mem_bw", p.mem_bw}, {"peak_flops", p.peak_flops}});
+  }
+  // The best over thread counts, for readers that want one number per quantity.
+  nlohmann::json best = {{"mem_bw", r.best_mem_bw()}};
+  for (const char* k : {"f32", "bf16", "int8"}) {
+    if (r.best_peak(k) > 0) best["peak_flops"][k] = r.best_peak(k);
+  }
+  j["best"] = best;
+  // The fields the planner's `local` hardware spec reads (src/analysis/hardware.cc): one machine, no network.
+  j["name"] = "local";
+  j["description"] = "measured by scaleinfer roofline on " + r.cpu;
+  j["peak_flops"] = best["peak_flops"];
+  j["mem_bw"] = r.best_mem_bw();
+  j["mem_capacity"] = static_cast<double>(r.mem_capacity_bytes);
+  j["topology"] = "switch";
+  j["max_chips"] = 1;
+  return j.dump(2) + "\n";
+}
+
+Result<Roofline> RooflineFromJson(const std::string& text) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return CorruptError("roofline file is not valid JSON");
+  try {
+    Roofline r;
+    r.cpu = j.value("cpu", "");
+    r.measured_at = j.value("measured_at", "");
+    r.mem_capacity_bytes = j.value("mem_capacity_bytes", int64_t{0});
+    if (j.contains("caches")) r.caches = j["caches"].get<std::map<std::string, int64_t>>();
+    for (const auto& p : j.at("threads")) {
+      RooflinePoint pt;
+      pt.threads = p.at("threads").get<int>();
+      pt.mem_bw = p.at("mem_bw").get<double>();
+      pt.peak_flops = p.at("peak_flops").get<std::map<std::string, double>>();
+      r.points.push_back(pt);
+    }
+    if (r.points.empty()) return CorruptError("roofline file has no measurements");
+    return r;
+  } catch (const nlohmann::json::exception& e) {
+    return CorruptError("roofline file: ", e.what());
+  }
+}
+
+std::string RooflineCachePath() {
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  const char* home = std::getenv("HOME");
+  std::string dir = xdg && *xdg ? xdg : std::string(home && *home ? home : "/tmp") + "/.cache";
+  return dir + "/scaleinfer/roofline.json";
+}
+
+Result<Roofline> LoadOrMeasureRoofline(int max_threads, bool refresh, bool* measured) {
+  const std::string path = RooflineCachePath();
+  if (measured) *measured = false;
+  if (!refresh && std::filesystem::exists(path)) {
+    auto text = ReadFileToString(path);
+    if (!text.ok()) return text.status();
+    auto r = RooflineFromJson(*text);
+    if (!r.ok()) return r.status().WithContext(path + " (run 'scaleinfer roofline --refresh')");
+    const int have = r->points.back().threads;
+    if (max_threads <= 0 || have >= max_threads) return r;
+  }
+  Roofline r = MeasureRoofline(max_threads);
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  const std::string json = RooflineToJson(r);
+  SI_RETURN_IF_ERROR(WriteFileAtomic(path, json.data(), json.size()));
+  if (measured) *measured = true;
+  return r;
+}
+
+}  // namespace si
+#endif  // HWY_ONCE
