@@ -48,12 +48,7 @@ ModelConfig GptLike(std::string name, int64_t e, int64_t layers, int64_t heads, 
   c.num_kv_heads = heads;
   c.head_dim = e / heads;
   c.context_len = ctx;
-  c.ffn = FfnKind::kGelu;
-  c.block = BlockKind::kSerial;
-  c.norm = NormKind::kLayerNorm;
-  c.position = PositionKind::kLearned;
-  c.fused_qkv = true;
-  c.has_bias = true;
+  ApplyArchTraits(c);
   c.tied_output = false;
   return c;
 }
@@ -70,10 +65,8 @@ ModelConfig Llama2(std::string name, int64_t e, int64_t f, int64_t layers, int64
   c.num_heads = heads;
   c.num_kv_heads = kv_heads;
   c.head_dim = e / heads;
-  c.rope_dims = c.head_dim;
   c.context_len = 4096;
-  c.ffn = FfnKind::kSwiGlu;
-  c.block = BlockKind::kSerial;
+  ApplyArchTraits(c);
   return c;
 }
 
@@ -89,13 +82,7 @@ ModelConfig Bert(std::string name, int64_t e, int64_t layers, int64_t heads) {
   c.num_kv_heads = heads;
   c.head_dim = e / heads;
   c.context_len = 512;
-  c.ffn = FfnKind::kGelu;
-  c.block = BlockKind::kPostNorm;
-  c.norm = NormKind::kLayerNorm;
-  c.position = PositionKind::kLearned;
-  c.causal = false;
-  c.has_bias = true;
-  c.num_token_types = 2;
+  ApplyArchTraits(c);
   c.pooling = Pooling::kCls;
   return c;
 }

@@ -29,6 +29,46 @@ std::string_view PoolingName(Pooling p) {
   return "?";
 }
 
+void ApplyArchTraits(ModelConfig& c) {
+  c.fused_qkv = c.has_bias = false;
+  c.causal = true;
+  c.num_token_types = 0;
+  c.pooling = Pooling::kNone;
+  switch (c.arch) {
+    case Arch::kLlama:
+      c.norm = NormKind::kRmsNorm;
+      c.ffn = FfnKind::kSwiGlu;
+      c.position = PositionKind::kRopeNormal;
+      c.block = BlockKind::kSerial;
+      break;
+    case Arch::kGpt2:
+      c.norm = NormKind::kLayerNorm;
+      c.ffn = FfnKind::kGelu;
+      c.position = PositionKind::kLearned;
+      c.block = BlockKind::kSerial;
+      c.fused_qkv = c.has_bias = true;
+      break;
+    case Arch::kFalcon:
+      c.norm = NormKind::kLayerNorm;
+      c.ffn = FfnKind::kGelu;
+      c.position = PositionKind::kRopeNeox;
+      c.block = BlockKind::kParallel;
+      c.fused_qkv = true;
+      break;
+    case Arch::kBert:
+      c.norm = NormKind::kLayerNorm;
+      c.ffn = FfnKind::kGelu;
+      c.position = PositionKind::kLearned;
+      c.block = BlockKind::kPostNorm;
+      c.has_bias = true;
+      c.causal = false;
+      c.num_token_types = 2;
+      c.pooling = Pooling::kMean;
+      break;
+  }
+  c.rope_dims = c.position == PositionKind::kLearned ? 0 : c.head_dim;
+}
+
 Status ModelConfig::Validate() const {
   // Upper bound: far above any real model, low enough that products of two dims cannot overflow.
   constexpr int64_t kMaxDim = int64_t{1} << 28;

@@ -55,67 +55,32 @@ Result<ModelConfig> LoadModelConfig(const GgufFile& f) {
     c.vocab_size = emb->ne[1];
   }
 
-  switch (c.arch) {
-    case Arch::kLlama: {
-      c.norm = NormKind::kRmsNorm;
-      c.ffn = FfnKind::kSwiGlu;
-      c.position = PositionKind::kRopeNormal;
-      c.block = BlockKind::kSerial;
-      SI_ASSIGN_OR_RETURN(double eps, f.GetFloat(p + "attention.layer_norm_rms_epsilon"));
-      c.norm_eps = static_cast<float>(eps);
-      c.tied_output = f.FindTensor("output.weight") == nullptr;
-      break;
-    }
-    case Arch::kGpt2: {
-      c.norm = NormKind::kLayerNorm;
-      c.ffn = FfnKind::kGelu;
-      c.position = PositionKind::kLearned;
-      c.block = BlockKind::kSerial;
-      c.fused_qkv = true;
-      c.has_bias = true;
-      SI_ASSIGN_OR_RETURN(double eps, f.GetFloat(p + "attention.layer_norm_epsilon"));
-      c.norm_eps = static_cast<float>(eps);
-      c.tied_output = false;
-      break;
-    }
-    case Arch::kFalcon: {
-      c.norm = NormKind::kLayerNorm;
-      c.ffn = FfnKind::kGelu;
-      c.position = PositionKind::kRopeNeox;
-      c.block = BlockKind::kParallel;
-      c.fused_qkv = true;
-      SI_ASSIGN_OR_RETURN(double eps, f.GetFloat(p + "attention.layer_norm_epsilon"));
-      c.norm_eps = static_cast<float>(eps);
-      c.tied_output = f.FindTensor("output.weight") == nullptr;
-      if (f.FindTensor("blk.0.attn_norm_2.weight") != nullptr) {
-        return UnsupportedError("falcon with two layernorms per block (falcon-40b style) is not supported");
-      }
-      break;
-    }
-    case Arch::kBert: {
-      c.norm = NormKind::kLayerNorm;
-      c.ffn = FfnKind::kGelu;
-      c.position = PositionKind::kLearned;
-      c.block = BlockKind::kPostNorm;
-      c.has_bias = true;
-      SI_ASSIGN_OR_RETURN(double eps, f.GetFloat(p + "attention.layer_norm_epsilon"));
-      c.norm_eps = static_cast<float>(eps);
-      SI_ASSIGN_OR_RETURN(bool causal, f.GetBoolOr(p + "attention.causal", false));
-      c.causal = causal;
-      SI_ASSIGN_OR_RETURN(c.num_token_types, f.GetIntOr(p + "token_type_count", 2));
-      SI_ASSIGN_OR_RETURN(int64_t pooling, f.GetIntOr(p + "pooling_type", 1));
-      // llama.cpp's enum: 0 none, 1 mean, 2 cls, 3 last.
-      switch (pooling) {
-        case 0: c.pooling = Pooling::kNone; break;
-        case 1: c.pooling = Pooling::kMean; break;
-        case 2: c.pooling = Pooling::kCls; break;
-        case 3: c.pooling = Pooling::kLast; break;
-        default: return UnsupportedError("bert.pooling_type ", pooling, " is not supported");
-      }
-      break;
+  // What the architecture fixes, then what the metadata may override.
+  const int64_t rope_dims = c.rope_dims;
+  ApplyArchTraits(c);
+  if (c.position != PositionKind::kLearned) c.rope_dims = rope_dims;
+  const std::string eps_key = p + (c.norm == NormKind::kRmsNorm ? "attention.layer_norm_rms_epsilon"
+                                                                 : "attention.layer_norm_epsilon");
+  SI_ASSIGN_OR_RETURN(double eps, f.GetFloat(eps_key));
+  c.norm_eps = static_cast<float>(eps);
+  // gpt2 always has its own output matrix (llama.cpp requires it); the others tie when it is absent.
+  c.tied_output = c.arch != Arch::kGpt2 && f.FindTensor("output.weight") == nullptr;
+  if (c.arch == Arch::kFalcon && f.FindTensor("blk.0.attn_norm_2.weight") != nullptr) {
+    return UnsupportedError("falcon with two layernorms per block (falcon-40b style) is not supported");
+  }
+  if (c.arch == Arch::kBert) {
+    SI_ASSIGN_OR_RETURN(c.causal, f.GetBoolOr(p + "attention.causal", false));
+    SI_ASSIGN_OR_RETURN(c.num_token_types, f.GetIntOr(p + "token_type_count", 2));
+    SI_ASSIGN_OR_RETURN(int64_t pooling, f.GetIntOr(p + "pooling_type", 1));
+    // llama.cpp's enum: 0 none, 1 mean, 2 cls, 3 last.
+    switch (pooling) {
+      case 0: c.pooling = Pooling::kNone; break;
+      case 1: c.pooling = Pooling::kMean; break;
+      case 2: c.pooling = Pooling::kCls; break;
+      case 3: c.pooling = Pooling::kLast; break;
+      default: return UnsupportedError("bert.pooling_type ", pooling, " is not supported");
     }
   }
-  if (c.position == PositionKind::kLearned) c.rope_dims = 0;
   SI_RETURN_IF_ERROR(c.Validate().WithContext("model config"));
   return c;
 }

@@ -37,42 +37,9 @@ void ApplyArchDefaults(ModelConfig& c) {
   c.norm_eps = 1e-5f;
   c.rope_base = 10000.0f;
   c.head_dim = c.model_dim / c.num_heads;
-  switch (c.arch) {
-    case Arch::kLlama:
-      c.norm = NormKind::kRmsNorm;
-      c.ffn = FfnKind::kSwiGlu;
-      c.position = PositionKind::kRopeNormal;
-      c.block = BlockKind::kSerial;
-      c.tied_output = false;
-      c.rope_dims = c.head_dim;
-      break;
-    case Arch::kGpt2:
-      c.norm = NormKind::kLayerNorm;
-      c.ffn = FfnKind::kGelu;
-      c.position = PositionKind::kLearned;
-      c.block = BlockKind::kSerial;
-      c.fused_qkv = c.has_bias = true;
-      break;
-    case Arch::kFalcon:
-      c.norm = NormKind::kLayerNorm;
-      c.ffn = FfnKind::kGelu;
-      c.position = PositionKind::kRopeNeox;
-      c.block = BlockKind::kParallel;
-      c.fused_qkv = true;
-      c.tied_output = true;
-      c.rope_dims = c.head_dim;
-      break;
-    case Arch::kBert:
-      c.norm = NormKind::kLayerNorm;
-      c.ffn = FfnKind::kGelu;
-      c.position = PositionKind::kLearned;
-      c.block = BlockKind::kPostNorm;
-      c.has_bias = true;
-      c.causal = false;
-      c.num_token_types = 2;
-      c.pooling = Pooling::kMean;
-      break;
-  }
+  ApplyArchTraits(c);
+  // llama files get their own output matrix, falcon ties it (as the released models do).
+  c.tied_output = c.arch == Arch::kFalcon;
 }
 
 // Gaussian stream per tensor, so that a tensor's values do not depend on which other tensors exist.

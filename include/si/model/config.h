@@ -27,6 +27,11 @@ enum class BlockKind { kSerial, kParallel, kPostNorm };
 enum class Pooling { kNone, kMean, kCls, kLast };
 
 std::string_view ArchName(Arch a);
+struct ModelConfig;
+// Sets what an architecture fixes (norm, FFN kind, positions, block kind, fused QKV, biases, causality,
+// pooling) from c.arch; with head_dim set, also rope_dims = head_dim for RoPE archs. The one place these
+// traits are written: the GGUF loader, make-model and the analysis presets all start from it.
+void ApplyArchTraits(ModelConfig& c);
 Result<Arch> ParseArch(std::string_view name);
 std::string_view PoolingName(Pooling p);
 
