@@ -1,19 +1,23 @@
-// Quantized (Q8_0 / Q4_0 weights x Q8_0 activations) matmul tiles. A textual fragment, not a normal header:
-// simd_matmul.cc includes it inside its per-target namespace, once with SI_Q_VNNI 0 (namespace qbase) and,
-// on AVX3 only, a second time with SI_Q_VNNI 1 under `#pragma GCC target("avx512vnni")` (namespace qvnni).
-// GCC gives a function the target options in force where it is defined, so the VNNI copy must be a
-// separate text; everything it calls is always-inline Highway/intrinsic code, which inlines fine into a
-// caller with a superset of the ISA flags.
+// Quantized (Q8_0 / Q4_0 weights x Q8_0 activations) matmul tiles. A textual fragment, not a normal
+// header: simd_matmul.cc includes it inside its per-target namespace, once with SI_Q_VNNI 0
+// (namespace qbase) and, on AVX3 only, a second time with SI_Q_VNNI 1 under `#pragma GCC
+// target("avx512vnni")` (namespace qvnni). GCC gives a function the target options in force where
+// it is defined, so the VNNI copy must be a separate text; everything it calls is always-inline
+// Highway/intrinsic code, which inlines fine into a caller with a superset of the ISA flags.
 //
-// Numerics (identical in both copies, and the same for every tile shape, which makes C[m, n] independent
-// of M, of the row blocking and of the thread count):
-//   for each block b (in order):  isum = exact int32 dot of 32 int8 pairs, kept as kQLanes partial sums
-//                                   (lane i holds the sum of 32/kQLanes consecutive products);
-//                                 acc = MulAdd(f32(isum), d_w * d_a, acc)      [acc: kQLanes f32 lanes]
-//   C[m, n] = ReduceSum(acc) + bias[n].
-// The integer part is exact; the float part differs from the scalar reference only by summation order.
+// Numerics (the same for every tile shape of a table, which makes C[m, n] independent of M, of the
+// row blocking and of the thread count):
+//   for each block b, in order:
+//     isum = exact int32 dot of 32 int8 pairs, kept as int32 lane partial sums
+//     acc = MulAdd(f32(isum), d_w * d_a, acc)      [acc: f32 lanes]
+//   C[m, n] = SumOfLanes(acc) + bias[n].
+// Base tile (SSE4/AVX2/AVX3): one block per vector (8 lanes; 4 on SSE4). VNNI tile: two blocks per
+// 512-bit vector (lanes 0-7 even blocks, 8-15 odd blocks), so "AVX3" and "AVX3_VNNI" may differ in
+// the last bits. The integer part is exact; the float part differs from the scalar reference only
+// by summation order.
 //
 // Requires: SI_Q_NS (namespace name) and SI_Q_VNNI (0/1) defined by the includer.
+// Needs from the includer: HalfToFloat, RunOverOutputs, Scratch.
 
 namespace SI_Q_NS {
 
@@ -31,11 +35,14 @@ HWY_INLINE I8x32 LoadI8x32(const int8_t* p) {
 HWY_INLINE I8x32 UnpackQ4(const uint8_t* qs) {
   const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
   const __m128i m = _mm_set1_epi8(0x0f), eight = _mm_set1_epi8(8);
-  return {_mm_sub_epi8(_mm_and_si128(x, m), eight), _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(x, 4), m), eight)};
+  return {_mm_sub_epi8(_mm_and_si128(x, m), eight),
+          _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(x, 4), m), eight)};
 }
 HWY_INLINE I8x32 AbsI8(I8x32 v) { return {_mm_abs_epi8(v.lo), _mm_abs_epi8(v.hi)}; }
 // a * sign(w) (0 where w == 0), so that |w| (unsigned) x sign-adjusted a (signed) = w * a.
-HWY_INLINE I8x32 SignI8(I8x32 a, I8x32 w) { return {_mm_sign_epi8(a.lo, w.lo), _mm_sign_epi8(a.hi, w.hi)}; }
+HWY_INLINE I8x32 SignI8(I8x32 a, I8x32 w) {
+  return {_mm_sign_epi8(a.lo, w.lo), _mm_sign_epi8(a.hi, w.hi)};
+}
 HWY_INLINE hn::Vec<DQ> DotI8(I8x32 wabs, I8x32 as) {
   // maddubs: u8 x s8 pairs summed to i16 (|127*128*2| < 32767: exact), madd with 1: pairs to i32.
   const __m128i ones = _mm_set1_epi16(1);
@@ -44,10 +51,13 @@ HWY_INLINE hn::Vec<DQ> DotI8(I8x32 wabs, I8x32 as) {
   return hn::Vec<DQ>{_mm_cvtepi32_ps(_mm_add_epi32(lo, hi))};
 }
 #else
-// AVX2 / AVX3: one block per 256-bit vector (on Zen 4, 512-bit integer ops are double-pumped anyway).
+// AVX2 / AVX3: one block per 256-bit vector (on Zen 4, 512-bit integer ops are double-pumped
+// anyway).
 using I8x32 = __m256i;
 using DQ = hn::Full256<float>;
-HWY_INLINE I8x32 LoadI8x32(const int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+HWY_INLINE I8x32 LoadI8x32(const int8_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
 HWY_INLINE I8x32 UnpackQ4(const uint8_t* qs) {
   const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
   const __m256i v = _mm256_set_m128i(_mm_srli_epi16(x, 4), x);
@@ -56,22 +66,26 @@ HWY_INLINE I8x32 UnpackQ4(const uint8_t* qs) {
 HWY_INLINE I8x32 AbsI8(I8x32 v) { return _mm256_abs_epi8(v); }
 HWY_INLINE I8x32 SignI8(I8x32 a, I8x32 w) { return _mm256_sign_epi8(a, w); }
 HWY_INLINE hn::Vec<DQ> DotI8(I8x32 wabs, I8x32 as) {
-#if SI_Q_VNNI
-  // EVEX vpdpbusd: the same four-product int32 lane sums as maddubs+madd below, in one instruction.
-  const __m256i isum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wabs, as);
-#else
+  // maddubs: u8 x s8 pairs summed to i16 (|128 * 127 * 2| < 32767: exact), madd with 1: pairs to
+  // i32.
   const __m256i isum = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, as), _mm256_set1_epi16(1));
-#endif
   return hn::Vec<DQ>{_mm256_cvtepi32_ps(isum)};
 }
 #endif
 
-// R rows of activations x C rows of weights. aq: int8 activations, row stride k; ad: activation block
-// scales (f32 of the fp16 d), row stride k / 32. w0: first weight row, rows w_stride bytes apart.
+// Quantized activations as a tile sees them: row r at q + r * q_stride (int8), its block scales at
+// d + r * d_stride (f32 of the fp16 d; for the VNNI tile padded with a zero to an even count per
+// row, so that a block pair's two scales are one 64-bit load).
+struct QA {
+  const int8_t* q;
+  const float* d;
+  size_t q_stride, d_stride;
+};
+
+// R rows of activations x C rows of weights (w0: first weight row, rows w_stride bytes apart).
 template <bool kQ4, int R, int C>
-HWY_INLINE void QuantTile(const int8_t* HWY_RESTRICT aq, const float* HWY_RESTRICT ad, size_t k,
-                          const uint8_t* HWY_RESTRICT w0, size_t w_stride, const float* bias,
-                          float* HWY_RESTRICT c, size_t c_stride) {
+HWY_INLINE void QuantTile(const QA& a, size_t k, const uint8_t* HWY_RESTRICT w0, size_t w_stride,
+                          const float* bias, float* HWY_RESTRICT c, size_t c_stride) {
   const DQ dq;
   using VQ = hn::Vec<DQ>;
   constexpr size_t kBlockBytes = kQ4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
@@ -91,8 +105,8 @@ HWY_INLINE void QuantTile(const int8_t* HWY_RESTRICT aq, const float* HWY_RESTRI
       wabs[j] = AbsI8(wv[j]);
     }
     for (int r = 0; r < R; ++r) {
-      const I8x32 av = LoadI8x32(aq + r * k + b * kQK8_0);
-      const VQ da = hn::Set(dq, ad[r * nblocks + b]);
+      const I8x32 av = LoadI8x32(a.q + r * a.q_stride + b * kQK8_0);
+      const VQ da = hn::Set(dq, a.d[r * a.d_stride + b]);
       for (int j = 0; j < C; ++j) {
         acc[r][j] = hn::MulAdd(DotI8(wabs[j], SignI8(av, wv[j])), hn::Mul(dw[j], da), acc[r][j]);
       }
@@ -106,57 +120,210 @@ HWY_INLINE void QuantTile(const int8_t* HWY_RESTRICT aq, const float* HWY_RESTRI
   }
 }
 
-// Rows [0, m) x outputs [n0, n1) of C, blocked for L2: a slab of weight rows (~256 KiB) is reused by all
-// row blocks of A before moving on.
-template <bool kQ4>
-void QuantRange(const int8_t* aq, const float* ad, int64_t m, const MatRef& w, const float* bias, float* c,
-                int64_t n0, int64_t n1) {
-  constexpr int kR = 4;
-  constexpr int kC = HWY_TARGET <= HWY_AVX3 ? 4 : 2;
+struct BaseTile {
+  template <bool kQ4, int R, int C>
+  static HWY_INLINE void Run(const QA& a, size_t k, const uint8_t* w0, size_t w_stride,
+                             const float* bias, float* c, size_t c_stride) {
+    QuantTile<kQ4, R, C>(a, k, w0, w_stride, bias, c, c_stride);
+  }
+  static constexpr int kR = 4;
+  static constexpr int kC =
+      HWY_TARGET <= HWY_AVX3 ? 4 : 2;  // 256-bit vectors: 16 (AVX3) / 8 accumulators
+};
+
+#if SI_Q_VNNI
+// AVX512-VNNI tile: two blocks per 512-bit vector and ONE vpdpbusd (u8 x s8, non-saturating, exact)
+// per block pair and output. The weights are made unsigned and the offset is removed by an exact
+// integer correction computed once per activation block pair and fed in as the vpdpbusd's
+// accumulator:
+//     Q8_0: sum a*w       = sum (w ^ 0x80) * a - 128 * sum a      (w ^ 0x80 = w + 128 as uint8)
+//     Q4_0: sum a*(nib-8) = sum nib * a        -   8 * sum a
+// (128 * sum a and 8 * sum a are one vpdpbusd of a constant with a.) Per (row, output, block pair):
+// dpbusd + cvt + mul + fma; weight-side work (load/unpack, scales) is amortised over R = 8 rows and
+// the activation-side work (correction, scales) over C. Q8_0: lanes 0-7 accumulate even blocks,
+// lanes 8-15 odd blocks. Q4_0: lanes 0-3 and 8-11 even blocks, 4-7 and 12-15 odd blocks (the
+// cheapest nibble unpack; the activations are permuted to match, once per call). An odd last block
+// has zero activations in its half. Same order for every tile shape, so the result does not depend
+// on R, C or M.
+template <bool kQ4, int R, int C>
+HWY_INLINE void QuantTileVnni(const QA& a, size_t k, const uint8_t* HWY_RESTRICT w0,
+                              size_t w_stride, const float* bias, float* HWY_RESTRICT c,
+                              size_t c_stride) {
+  const hn::Full512<float> d16;
+  constexpr size_t kBlockBytes = kQ4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
+  const size_t nblocks = k / kQK8_0;
+  const __m512i koff = _mm512_set1_epi8(kQ4 ? 8 : static_cast<char>(0x80));
+  const __m512i k0f = _mm512_set1_epi8(0x0f);
+  const __m512i zero = _mm512_setzero_si512();
+  // Lane -> block of the pair: Q8_0 [b x 8, b+1 x 8]; Q4_0 [b x 4, b+1 x 4, b x 4, b+1 x 4] (see
+  // the Q4_0 unpack below).
+  const __m512i kPairIdx = kQ4 ? _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0)
+                               : _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  __m512 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < C; ++j) acc[r][j] = _mm512_setzero_ps();
+  for (size_t b = 0; b < nblocks; b += 2) {
+    const bool two = b + 1 < nblocks;
+    __m512i wv[C];
+    __m512 dw[C];
+    for (int j = 0; j < C; ++j) {
+      const uint8_t* blk0 = w0 + j * w_stride + b * kBlockBytes;
+      const uint8_t* blk1 = blk0 + kBlockBytes;
+      uint16_t h0, h1 = 0;
+      std::memcpy(&h0, blk0, 2);
+      if (two) std::memcpy(&h1, blk1, 2);
+      // Both fp16 scales in one xmm -> f32 -> [d0 x 8, d1 x 8].
+      const __m128 d01 =
+          _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(h0 | (static_cast<uint32_t>(h1) << 16))));
+      dw[j] = _mm512_permutexvar_ps(kPairIdx, _mm512_castps128_ps512(d01));
+      if constexpr (kQ4) {
+        // [x0 | x1] -> [lo(x0), lo(x1), hi(x0), hi(x1)] in 16-byte quarters: elements 0-15 of both
+        // blocks, then 16-31 of both. The activations were permuted to match in QuantMatMul.
+        const __m128i x0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk0 + 2));
+        const __m128i x1 =
+            two ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk1 + 2)) : _mm_setzero_si128();
+        const __m256i xx = _mm256_inserti128_si256(_mm256_castsi128_si256(x0), x1, 1);
+        const __m512i z =
+            _mm512_inserti64x4(_mm512_castsi256_si512(xx), _mm256_srli_epi16(xx, 4), 1);
+        wv[j] = _mm512_and_si512(z, k0f);  // nibbles, unsigned
+      } else {
+        const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk0 + 2));
+        const __m256i x1 = two ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk1 + 2))
+                               : _mm256_setzero_si256();
+        wv[j] = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(x0), x1, 1),
+                                 koff);  // w + 128
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const int8_t* ab = a.q + r * a.q_stride + b * kQK8_0;
+      const __m512i av =
+          (kQ4 || two)  // Q4_0 activations are a zero-padded, permuted copy: always 64 bytes
+              ? _mm512_loadu_si512(ab)
+              : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab)));
+      const __m512i corr = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, koff, av));
+      // [d_b x 8, d_b+1 x 8] from the two adjacent f32 scales (zero-padded): 64-bit broadcast +
+      // permute.
+      double dd;
+      std::memcpy(&dd, a.d + r * a.d_stride + b, 8);
+      const __m512 da = _mm512_permutexvar_ps(kPairIdx, _mm512_castpd_ps(_mm512_set1_pd(dd)));
+      for (int j = 0; j < C; ++j) {
+        const __m512i isum = _mm512_dpbusd_epi32(corr, wv[j], av);
+        acc[r][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw[j], da), acc[r][j]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int j = 0; j < C; ++j) {
+      const float sum = hn::GetLane(hn::SumOfLanes(d16, hn::Vec512<float>{acc[r][j]}));
+      c[r * c_stride + j] = sum + (bias ? bias[j] : 0.0f);
+    }
+  }
+}
+
+struct VnniTile {
+  template <bool kQ4, int R, int C>
+  static HWY_INLINE void Run(const QA& a, size_t k, const uint8_t* w0, size_t w_stride,
+                             const float* bias, float* c, size_t c_stride) {
+    QuantTileVnni<kQ4, R, C>(a, k, w0, w_stride, bias, c, c_stride);
+  }
+  static constexpr int kR = 8;  // 16 zmm accumulators + 2 zmm per weight row (values, scales)
+  static constexpr int kC = 2;
+};
+#endif
+
+// Calls Tile::Run<kQ4, rows, C> for a runtime rows in [1, R].
+template <class Tile, bool kQ4, int R, int C>
+HWY_INLINE void TileRows(int rows, const QA& a, size_t k, const uint8_t* w0, size_t w_stride,
+                         const float* bias, float* c, size_t c_stride) {
+  if constexpr (R > 1) {
+    if (rows < R) return TileRows<Tile, kQ4, R - 1, C>(rows, a, k, w0, w_stride, bias, c, c_stride);
+  }
+  Tile::template Run<kQ4, R, C>(a, k, w0, w_stride, bias, c, c_stride);
+}
+
+// Rows [0, m) x outputs [n0, n1) of C, blocked for L2: a slab of weight rows (~256 KiB) is reused
+// by all row blocks of A before moving on.
+template <class Tile, bool kQ4>
+void QuantRange(const QA& a, int64_t m, const MatRef& w, const float* bias, float* c, int64_t n0,
+                int64_t n1) {
+  constexpr int kR = Tile::kR, kC = Tile::kC;
   const size_t k = static_cast<size_t>(w.cols);
   const size_t w_stride = static_cast<size_t>(w.row_bytes());
   const size_t n = static_cast<size_t>(w.rows);
-  const size_t nblocks = k / kQK8_0;
   const int64_t slab = std::max<int64_t>(kC, (256 * 1024 / w_stride) / kC * kC);
   for (int64_t s0 = n0; s0 < n1; s0 += slab) {
     const int64_t s1 = std::min(n1, s0 + slab);
     for (int64_t i = 0; i < m; i += kR) {
       const int rows = static_cast<int>(std::min<int64_t>(kR, m - i));
-      const int8_t* a_i = aq + i * k;
-      const float* d_i = ad + i * nblocks;
+      const QA a_i{a.q + i * a.q_stride, a.d + i * a.d_stride, a.q_stride, a.d_stride};
       float* c_i = c + i * n;
       int64_t j = s0;
-      for (; j + kC <= s1; j += kC) {
-        const uint8_t* wj = w.row(j);
-        const float* bj = bias ? bias + j : nullptr;
-        switch (rows) {
-          case 4: QuantTile<kQ4, 4, kC>(a_i, d_i, k, wj, w_stride, bj, c_i + j, n); break;
-          case 3: QuantTile<kQ4, 3, kC>(a_i, d_i, k, wj, w_stride, bj, c_i + j, n); break;
-          case 2: QuantTile<kQ4, 2, kC>(a_i, d_i, k, wj, w_stride, bj, c_i + j, n); break;
-          default: QuantTile<kQ4, 1, kC>(a_i, d_i, k, wj, w_stride, bj, c_i + j, n); break;
+      if (rows == 1) {  // decode: more weight rows per tile to amortise the activation-side work
+        for (; j + 4 <= s1; j += 4) {
+          Tile::template Run<kQ4, 1, 4>(a_i, k, w.row(j), w_stride, bias ? bias + j : nullptr,
+                                        c_i + j, n);
         }
       }
+      for (; j + kC <= s1; j += kC) {
+        TileRows<Tile, kQ4, kR, kC>(rows, a_i, k, w.row(j), w_stride, bias ? bias + j : nullptr,
+                                    c_i + j, n);
+      }
       for (; j < s1; ++j) {
-        const uint8_t* wj = w.row(j);
-        const float* bj = bias ? bias + j : nullptr;
-        switch (rows) {
-          case 4: QuantTile<kQ4, 4, 1>(a_i, d_i, k, wj, w_stride, bj, c_i + j, n); break;
-          case 3: QuantTile<kQ4, 3, 1>(a_i, d_i, k, wj, w_stride, bj, c_i + j, n); break;
-          case 2: QuantTile<kQ4, 2, 1>(a_i, d_i, k, wj, w_stride, bj, c_i + j, n); break;
-          default: QuantTile<kQ4, 1, 1>(a_i, d_i, k, wj, w_stride, bj, c_i + j, n); break;
-        }
+        TileRows<Tile, kQ4, kR, 1>(rows, a_i, k, w.row(j), w_stride, bias ? bias + j : nullptr,
+                                   c_i + j, n);
       }
     }
   }
 }
 
-void QuantMatMul(const int8_t* aq, const float* ad, int64_t m, const MatRef& w, const float* bias, float* c,
-                 ThreadPool* pool) {
+// aq: [m, k] int8 activations, ad: [m, k / 32] f32 block scales (both from QuantizeActivationRow).
+void QuantMatMul(const int8_t* aq, const float* ad, int64_t m, const MatRef& w, const float* bias,
+                 float* c, ThreadPool* pool) {
+  const size_t k = static_cast<size_t>(w.cols);
+  const size_t nblocks = k / kQK8_0;
+#if SI_Q_VNNI
+  // The VNNI tile reads a block pair's two scales as one 64-bit load: pad each row to an even
+  // count.
+  const size_t nb2 = (nblocks + 1) / 2 * 2;
+  thread_local std::vector<float> d_buf;
+  float* d2 = Scratch(d_buf, m * nb2);
+  for (int64_t i = 0; i < m; ++i) {
+    for (size_t b = 0; b < nb2; ++b) d2[i * nb2 + b] = b < nblocks ? ad[i * nblocks + b] : 0.0f;
+  }
+  QA a{aq, d2, k, nb2};
+  if (w.type == DType::kQ4_0) {
+    // Per block pair p: [a_2p[0:16], a_2p+1[0:16], a_2p[16:32], a_2p+1[16:32]] (zeros for a missing
+    // second block), the order in which the tile unpacks two Q4_0 blocks' nibbles.
+    thread_local std::vector<int8_t> ap_buf;
+    int8_t* ap = Scratch(ap_buf, m * nb2 * kQK8_0);
+    for (int64_t i = 0; i < m; ++i) {
+      for (size_t p = 0; p < nb2 / 2; ++p) {
+        const int8_t* src0 = aq + i * k + 2 * p * kQK8_0;
+        int8_t* dst = ap + i * nb2 * kQK8_0 + 2 * p * kQK8_0;
+        const bool has1 = 2 * p + 1 < nblocks;
+        std::memcpy(dst, src0, 16);
+        std::memcpy(dst + 32, src0 + 16, 16);
+        if (has1) {
+          std::memcpy(dst + 16, src0 + kQK8_0, 16);
+          std::memcpy(dst + 48, src0 + kQK8_0 + 16, 16);
+        } else {
+          std::memset(dst + 16, 0, 16);
+          std::memset(dst + 48, 0, 16);
+        }
+      }
+    }
+    a = QA{ap, d2, nb2 * kQK8_0, nb2};
+  }
+  using Tile = VnniTile;
+#else
+  const QA a{aq, ad, k, nblocks};
+  using Tile = BaseTile;
+#endif
   RunOverOutputs(w.rows, m, pool, [&](int64_t n0, int64_t n1) {
     if (w.type == DType::kQ4_0) {
-      QuantRange<true>(aq, ad, m, w, bias, c, n0, n1);
+      QuantRange<Tile, true>(a, m, w, bias, c, n0, n1);
     } else {
-      QuantRange<false>(aq, ad, m, w, bias, c, n0, n1);
+      QuantRange<Tile, false>(a, m, w, bias, c, n0, n1);
     }
   });
 }

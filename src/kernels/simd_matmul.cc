@@ -1,0 +1,471 @@
+// Highway matmul and get_rows, compiled once per SIMD target (foreach_target).
+// C[M, N] = A[M, K] * W[N, K]^T.
+//
+// Shape of the computation (per target):
+//   1. Activations are prepared ONCE per call: rounded to f16/bf16 (F16/BF16 weights), copied
+//      into a zero-padded buffer when K is not a multiple of the vector length, or quantized to
+//      Q8_0 (Q8_0/Q4_0 weights; int8 values + f32 block scales). Large M is prepared in parallel.
+//   2. N is cut into chunks (multiples of 16 outputs, so no two threads write the same cache line
+//      of a C row unless N itself is unaligned) handed out by the pool; the caller participates.
+//   3. Inside a chunk, a slab of weight rows stays in L2 while every block of A rows walks over it
+//      with an R x C register tile (R A rows x C weight rows, one vector accumulator per output);
+//      f32/f16/bf16 prefill also splits K into chunks of 1024 (see FloatRange). Decode (M = 1) is
+//      the same code with R = 1: each weight byte is read exactly once.
+// Determinism: every output C[m, n] is one vector accumulator updated over K in the same order
+// with the same ops, then reduced by the same SumOfLanes, whatever R, C, the K or N chunking or
+// the thread: the result depends only on (A row m, W row n, bias[n]) and the target.
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "si/base/check.h"
+#include "si/kernels/ops.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/simd_matmul.cc"
+// foreach_target.h must come first, then highway.h, then the per-target headers.
+// clang-format off
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+#include "kernels/simd_kernels-inl.h"
+// clang-format on
+
+HWY_BEFORE_NAMESPACE();
+namespace si {
+namespace HWY_NAMESPACE {
+#if HWY_TARGET != HWY_SCALAR
+namespace hn = hwy::HWY_NAMESPACE;
+namespace {
+
+// Per-call scratch of the calling thread (worker threads only read it). Grows, never shrinks.
+template <typename T>
+T* Scratch(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+HWY_INLINE float HalfToFloat(uint16_t h) {
+#if HWY_TARGET <= HWY_AVX2
+  return _cvtsh_ss(h);  // F16C: exact
+#else
+  return F16ToF32(h);
+#endif
+}
+
+// Splits outputs [0, n) into chunks of a multiple of 16 and runs fn(n0, n1) on the pool (caller
+// included). More chunks than threads for load balance: 4 per thread in decode (M = 1, tiny
+// per-chunk work), 2 when each chunk re-reads all of A.
+template <class Fn>
+void RunOverOutputs(int64_t n, int64_t m, ThreadPool* pool, const Fn& fn) {
+  const int threads = pool ? pool->num_threads() : 1;
+  if (threads <= 1 || n <= 16) {
+    fn(0, n);
+    return;
+  }
+  const int64_t per_thread = m == 1 ? 4 : 2;
+  int64_t chunk = (n + threads * per_thread - 1) / (threads * per_thread);
+  chunk = std::max<int64_t>(16, (chunk + 15) / 16 * 16);
+  const int64_t tasks = (n + chunk - 1) / chunk;
+  pool->Run(tasks, [&](int64_t task, int) { fn(task * chunk, std::min(n, (task + 1) * chunk)); });
+}
+
+// Runs fn(row) for rows [0, m), in parallel when there are enough rows to be worth a pool dispatch.
+template <class Fn>
+void ForEachRow(int64_t m, ThreadPool* pool, const Fn& fn) {
+  if (pool == nullptr || pool->num_threads() <= 1 || m < 8) {
+    for (int64_t i = 0; i < m; ++i) fn(i);
+    return;
+  }
+  pool->Run(m, [&](int64_t i, int) { fn(i); });
+}
+
+// ------------------------------------------------------------------------------------------------------
+// F32 / F16 / BF16 weights.
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+enum class WKind { kF32, kF16, kBF16 };
+
+template <WKind kW>
+HWY_INLINE VF LoadW(DF df, const uint8_t* row, size_t k) {
+  if constexpr (kW == WKind::kF32) {
+    return hn::LoadU(df, reinterpret_cast<const float*>(row) + k);
+  } else if constexpr (kW == WKind::kF16) {
+    const hn::Rebind<hwy::float16_t, DF> dh;
+    return hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(row) + k));
+  } else {
+    const hn::Rebind<hwy::bfloat16_t, DF> dh;
+    return hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::bfloat16_t*>(row) + k));
+  }
+}
+
+// Last, partial vector of a weight row: copied to a zero-filled buffer so that we never read past
+// the row (the last row may end at the end of a mapping) nor multiply garbage (NaN * 0 = NaN).
+template <WKind kW>
+HWY_INLINE VF LoadWTail(DF df, const uint8_t* row, size_t k, size_t count) {
+  constexpr size_t kElemBytes = kW == WKind::kF32 ? 4 : 2;
+  HWY_ALIGN uint8_t buf[hn::MaxLanes(DF()) * 4] = {};
+  std::memcpy(buf, row + k * kElemBytes, count * kElemBytes);
+  return LoadW<kW>(df, buf, 0);
+}
+
+// R A rows (stride a_stride floats, zero-padded to a multiple of the vector length) x C weight
+// rows, over K range [k0, k1) (k0 a multiple of the vector length). The accumulators start at zero
+// (kFirst) or are reloaded from acc_buf; at the end of K (kLast) they are reduced into C (after the
+// partial last vector of K), else parked in acc_buf. Parking a vector is exact, so a K-chunked
+// output goes through exactly the same MulAdd sequence as an unchunked one (decode does not chunk).
+template <WKind kW, int R, int C, bool kFirst, bool kLast>
+HWY_INLINE void FloatTile(const float* HWY_RESTRICT a, size_t a_stride, size_t k0, size_t k1,
+                          size_t k, const uint8_t* w0, size_t w_stride, float* HWY_RESTRICT acc_buf,
+                          const float* bias, float* HWY_RESTRICT c, size_t c_stride) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  VF acc[R][C];
+  for (int r = 0; r < R; ++r) {
+    for (int j = 0; j < C; ++j) {
+      if constexpr (kFirst) {
+        acc[r][j] = hn::Zero(df);
+      } else {
+        acc[r][j] = hn::LoadU(df, acc_buf + (r * C + j) * lanes);
+      }
+    }
+  }
+  size_t i = k0;
+  for (; i + lanes <= k1; i += lanes) {
+    VF wv[C];
+    for (int j = 0; j < C; ++j) wv[j] = LoadW<kW>(df, w0 + j * w_stride, i);
+    for (int r = 0; r < R; ++r) {
+      const VF av = hn::LoadU(df, a + r * a_stride + i);
+      for (int j = 0; j < C; ++j) acc[r][j] = hn::MulAdd(av, wv[j], acc[r][j]);
+    }
+  }
+  if constexpr (!kLast) {
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < C; ++j) hn::StoreU(acc[r][j], df, acc_buf + (r * C + j) * lanes);
+  } else {
+    if (i < k) {
+      VF wv[C];
+      for (int j = 0; j < C; ++j) wv[j] = LoadWTail<kW>(df, w0 + j * w_stride, i, k - i);
+      for (int r = 0; r < R; ++r) {
+        const VF av = hn::LoadU(df, a + r * a_stride + i);  // zero-padded
+        for (int j = 0; j < C; ++j) acc[r][j] = hn::MulAdd(av, wv[j], acc[r][j]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      for (int j = 0; j < C; ++j) {
+        const float sum = hn::GetLane(hn::SumOfLanes(df, acc[r][j]));
+        c[r * c_stride + j] = sum + (bias ? bias[j] : 0.0f);
+      }
+    }
+  }
+}
+
+// Calls FloatTile<kW, rows, C, first, last> for a runtime rows in [1, R] and runtime flags.
+template <WKind kW, int R, int C>
+HWY_INLINE void FloatTileRows(int rows, bool first, bool last, const float* a, size_t a_stride,
+                              size_t k0, size_t k1, size_t k, const uint8_t* w0, size_t w_stride,
+                              float* acc_buf, const float* bias, float* c, size_t c_stride) {
+  if constexpr (R > 1) {
+    if (rows < R) {
+      return FloatTileRows<kW, R - 1, C>(rows, first, last, a, a_stride, k0, k1, k, w0, w_stride,
+                                         acc_buf, bias, c, c_stride);
+    }
+  }
+  if (first && last) {
+    FloatTile<kW, R, C, true, true>(a, a_stride, k0, k1, k, w0, w_stride, acc_buf, bias, c,
+                                    c_stride);
+  } else if (first) {
+    FloatTile<kW, R, C, true, false>(a, a_stride, k0, k1, k, w0, w_stride, acc_buf, bias, c,
+                                     c_stride);
+  } else if (last) {
+    FloatTile<kW, R, C, false, true>(a, a_stride, k0, k1, k, w0, w_stride, acc_buf, bias, c,
+                                     c_stride);
+  } else {
+    FloatTile<kW, R, C, false, false>(a, a_stride, k0, k1, k, w0, w_stride, acc_buf, bias, c,
+                                      c_stride);
+  }
+}
+
+// Rows [0, m) x outputs [n0, n1). Prefill loop nest (m > 1):
+//   slab of weight rows (~256 KiB of their K-chunk parts, stays in L2)
+//     block of kR A rows
+//       K chunk (kR A rows x kKChunk floats stay in L1 while every tile of the slab uses them)
+//         R x C register tile; accumulators parked in a per-thread buffer between K chunks.
+// Decode (m = 1) streams each weight row once, unchunked. Measured on this Zen 4 (f32, m = 512,
+// 1 thread, noisy shared machine): ffn_down [2048 x 5632] went from ~50-60 to ~73 GFLOP/s with the
+// K chunks (A was re-streamed from L3 once per 8-row slab before); slabs of 512/768 KiB or K chunks
+// of 2048 were no better or worse.
+template <WKind kW>
+void FloatRange(const float* a, size_t a_stride, int64_t m, const MatRef& w, const float* bias,
+                float* c, int64_t n0, int64_t n1) {
+  constexpr int kR = 4;
+  constexpr int kC = HWY_TARGET <= HWY_AVX3 ? 4 : 2;  // AVX3: 16 accumulators of 32 zmm; else 8.
+  constexpr size_t kKChunk = 1024;
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  const size_t k = static_cast<size_t>(w.cols);
+  const size_t w_stride = static_cast<size_t>(w.row_bytes());
+  const size_t n = static_cast<size_t>(w.rows);
+  const size_t kc = m == 1 ? std::max<size_t>(k, 1) : kKChunk;  // a multiple of any vector length
+  // Weight bytes of one row within one K chunk; the slab of weight rows is ~256 KiB of those.
+  const size_t chunk_bytes =
+      std::max<size_t>(1, w_stride * std::min(kc, k) / std::max<size_t>(k, 1));
+  const int64_t slab = std::max<int64_t>(kC, (256 * 1024 / chunk_bytes) / kC * kC);
+  thread_local std::vector<float> acc_vec;
+  if (acc_vec.size() < static_cast<size_t>(slab) * kR * lanes) acc_vec.resize(slab * kR * lanes);
+  float* acc_buf = acc_vec.data();
+  for (int64_t s0 = n0; s0 < n1; s0 += slab) {
+    const int64_t s1 = std::min(n1, s0 + slab);
+    for (int64_t i = 0; i < m; i += kR) {
+      const int rows = static_cast<int>(std::min<int64_t>(kR, m - i));
+      const float* a_i = a + i * a_stride;
+      float* c_i = c + i * n;
+      for (size_t k0 = 0; k0 == 0 || k0 < k; k0 += kc) {
+        const size_t k1 = std::min(k, k0 + kc);
+        const bool first = k0 == 0, last = k1 >= k;
+        int64_t j = s0;
+        for (; j + kC <= s1; j += kC) {
+          FloatTileRows<kW, kR, kC>(rows, first, last, a_i, a_stride, k0, k1, k, w.row(j), w_stride,
+                                    acc_buf + (j - s0) * kR * lanes, bias ? bias + j : nullptr,
+                                    c_i + j, n);
+        }
+        for (; j < s1; ++j) {
+          FloatTileRows<kW, kR, 1>(rows, first, last, a_i, a_stride, k0, k1, k, w.row(j), w_stride,
+                                   acc_buf + (j - s0) * kR * lanes, bias ? bias + j : nullptr,
+                                   c_i + j, n);
+        }
+      }
+    }
+  }
+}
+
+// Rounds x to the weight type's precision (ggml converts activations to the weight type): f16 with
+// round-to-nearest-even (F16C where available), bf16 with RNE and quiet NaNs as si::F32ToBF16.
+void RoundActivationRow(DType t, const float* x, size_t k, float* out) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  size_t i = 0;
+  if (t == DType::kBF16) {
+    const hn::RebindToUnsigned<DF> du;
+    const auto kRound = hn::Set(du, 0x7fffu);
+    const auto kOne = hn::Set(du, 1u);
+    const auto kAbsMask = hn::Set(du, 0x7fffffffu);
+    const auto kInf = hn::Set(du, 0x7f800000u);
+    const auto kQuiet = hn::Set(du, 0x00400000u);  // bit 6 of the bf16 = bit 22 of the f32
+    const auto kHigh = hn::Set(du, 0xffff0000u);
+    for (; i + lanes <= k; i += lanes) {
+      const auto u = hn::BitCast(du, hn::LoadU(df, x + i));
+      const auto rounded =
+          hn::And(hn::Add(u, hn::Add(kRound, hn::And(hn::ShiftRight<16>(u), kOne))), kHigh);
+      const auto nan = hn::And(hn::Or(u, kQuiet), kHigh);
+      const auto is_nan = hn::Gt(hn::BitCast(hn::RebindToSigned<DF>(), hn::And(u, kAbsMask)),
+                                 hn::BitCast(hn::RebindToSigned<DF>(), kInf));
+      const auto res = hn::IfThenElse(hn::RebindMask(du, is_nan), nan, rounded);
+      hn::StoreU(hn::BitCast(df, res), df, out + i);
+    }
+    for (; i < k; ++i) out[i] = BF16ToF32(F32ToBF16(x[i]));
+    return;
+  }
+  // F16.
+#if HWY_TARGET <= HWY_AVX2
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  for (; i + lanes <= k; i += lanes) {
+    hn::StoreU(hn::PromoteTo(df, hn::DemoteTo(dh, hn::LoadU(df, x + i))), df, out + i);
+  }
+#endif
+  for (; i < k; ++i) out[i] = F16ToF32(F32ToF16(x[i]));
+}
+
+template <WKind kW>
+void FloatMatMul(const float* a, int64_t m, const MatRef& w, const float* bias, float* c,
+                 ThreadPool* pool) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  const size_t k = static_cast<size_t>(w.cols);
+  const float* ap = a;
+  size_t a_stride = k;
+  thread_local std::vector<float> buf;
+  if (kW != WKind::kF32 || k % lanes != 0) {
+    a_stride = (k + lanes - 1) / lanes * lanes;
+    float* p = Scratch(buf, static_cast<size_t>(m) * a_stride);
+    ForEachRow(m, pool, [&](int64_t i) {
+      float* dst = p + i * a_stride;
+      if (kW == WKind::kF32) {
+        std::memcpy(dst, a + i * k, k * sizeof(float));
+      } else {
+        RoundActivationRow(kW == WKind::kF16 ? DType::kF16 : DType::kBF16, a + i * k, k, dst);
+      }
+      std::fill(dst + k, dst + a_stride, 0.0f);
+    });
+    ap = p;
+  }
+  RunOverOutputs(w.rows, m, pool, [&](int64_t n0, int64_t n1) {
+    FloatRange<kW>(ap, a_stride, m, w, bias, c, n0, n1);
+  });
+}
+
+// ------------------------------------------------------------------------------------------------------
+// Q8_0 activations, bit-identical to si::QuantizeRowQ8_0: amax, d = fp16(amax / 127), id = 127 /
+// amax, q = round-to-nearest-even(x * id). Values go to qs (int8, row-contiguous), f32(d) to d_out.
+
+void QuantizeActivationRow(const float* x, size_t k, int8_t* qs, float* d_out) {
+  const hn::CappedTag<float, 32>
+      df;  // a block is 32 floats: 2 (AVX3), 4 (AVX2) or 8 (SSE4) vectors
+  const size_t lanes = hn::Lanes(df);
+  const hn::Rebind<int8_t, decltype(df)> d8;
+  for (size_t b = 0; b < k / kQK8_0; ++b) {
+    const float* xb = x + b * kQK8_0;
+    auto vmax = hn::Zero(df);
+    for (size_t i = 0; i < kQK8_0; i += lanes) vmax = hn::Max(vmax, hn::Abs(hn::LoadU(df, xb + i)));
+    const float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
+    const float d = amax / 127.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    const uint16_t dh = F32ToF16(d);
+    d_out[b] = HalfToFloat(dh);
+    const auto vid = hn::Set(df, id);
+    for (size_t i = 0; i < kQK8_0; i += lanes) {
+      const auto q =
+          hn::NearestInt(hn::Mul(hn::LoadU(df, xb + i), vid));  // |q| <= 127: no saturation
+      hn::StoreU(hn::DemoteTo(d8, q), d8, qs + b * kQK8_0 + i);
+    }
+  }
+}
+
+#define SI_Q_NS qbase
+#define SI_Q_VNNI 0
+#include "kernels/matmul_quant-inl.h"
+#undef SI_Q_NS
+#undef SI_Q_VNNI
+
+#if HWY_TARGET == HWY_AVX3
+#pragma GCC push_options
+#pragma GCC target("avx512vnni")
+#define SI_Q_NS qvnni
+#define SI_Q_VNNI 1
+#include "kernels/matmul_quant-inl.h"
+#undef SI_Q_NS
+#undef SI_Q_VNNI
+#pragma GCC pop_options
+#endif
+
+template <bool kVnni>
+void MatMulImpl(const float* a, int64_t m, const MatRef& w, const float* bias, float* c,
+                ThreadPool* pool) {
+  if (m <= 0 || w.rows <= 0) return;
+  switch (w.type) {
+    case DType::kF32:
+      return FloatMatMul<WKind::kF32>(a, m, w, bias, c, pool);
+    case DType::kF16:
+      return FloatMatMul<WKind::kF16>(a, m, w, bias, c, pool);
+    case DType::kBF16:
+      return FloatMatMul<WKind::kBF16>(a, m, w, bias, c, pool);
+    case DType::kQ8_0:
+    case DType::kQ4_0: {
+      const size_t k = static_cast<size_t>(w.cols);
+      SI_CHECK(k % kQK8_0 == 0) << k;
+      thread_local std::vector<int8_t> qbuf;
+      thread_local std::vector<float> dbuf;
+      int8_t* aq = Scratch(qbuf, m * k);
+      float* ad = Scratch(dbuf, m * (k / kQK8_0));
+      ForEachRow(m, pool, [&](int64_t i) {
+        QuantizeActivationRow(a + i * k, k, aq + i * k, ad + i * (k / kQK8_0));
+      });
+#if HWY_TARGET == HWY_AVX3
+      if (kVnni) return qvnni::QuantMatMul(aq, ad, m, w, bias, c, pool);
+#endif
+      return qbase::QuantMatMul(aq, ad, m, w, bias, c, pool);
+    }
+    default:
+      SI_CHECK(false) << "matmul: unsupported weight dtype " << DTypeName(w.type);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------------
+// get_rows: exact dequantization (the same single f32 multiply d * q as the reference).
+
+void DequantRow(DType t, const uint8_t* row, size_t n, float* out) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  switch (t) {
+    case DType::kF32:
+      std::memcpy(out, row, n * sizeof(float));
+      return;
+    case DType::kF16:
+    case DType::kBF16: {
+      size_t i = 0;
+      if (t == DType::kF16) {
+        for (; i + lanes <= n; i += lanes) hn::StoreU(LoadW<WKind::kF16>(df, row, i), df, out + i);
+      } else {
+        for (; i + lanes <= n; i += lanes) hn::StoreU(LoadW<WKind::kBF16>(df, row, i), df, out + i);
+      }
+      const auto* h = reinterpret_cast<const uint16_t*>(row);
+      for (; i < n; ++i) out[i] = t == DType::kF16 ? F16ToF32(h[i]) : BF16ToF32(h[i]);
+      return;
+    }
+    case DType::kQ8_0:
+    case DType::kQ4_0: {
+      const hn::CappedTag<float, 16> d16;  // 16 outputs at a time
+      const size_t l16 = hn::Lanes(d16);
+      const hn::Rebind<int32_t, decltype(d16)> di;
+      const hn::Rebind<int8_t, decltype(d16)> d8;
+      const hn::Rebind<uint8_t, decltype(d16)> du8;
+      const bool q4 = t == DType::kQ4_0;
+      const size_t block_bytes = q4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
+      for (size_t b = 0; b < n / kQK8_0; ++b) {
+        const uint8_t* blk = row + b * block_bytes;
+        uint16_t dbits;
+        std::memcpy(&dbits, blk, 2);
+        const auto vd = hn::Set(d16, HalfToFloat(dbits));
+        float* o = out + b * kQK8_0;
+        if (!q4) {
+          const auto* qs = reinterpret_cast<const int8_t*>(blk + 2);
+          for (size_t i = 0; i < kQK8_0; i += l16) {
+            hn::StoreU(hn::Mul(vd, hn::ConvertTo(d16, hn::PromoteTo(di, hn::LoadU(d8, qs + i)))),
+                       d16, o + i);
+          }
+        } else {
+          const uint8_t* qs = blk + 2;
+          const auto eight = hn::Set(di, 8);
+          const auto mask = hn::Set(di, 0x0f);
+          for (size_t i = 0; i < kQK4_0 / 2; i += l16) {
+            const auto v = hn::BitCast(
+                di, hn::PromoteTo(hn::RebindToUnsigned<decltype(di)>(), hn::LoadU(du8, qs + i)));
+            const auto lo = hn::Sub(hn::And(v, mask), eight);
+            const auto hi = hn::Sub(hn::ShiftRight<4>(v), eight);
+            hn::StoreU(hn::Mul(vd, hn::ConvertTo(d16, lo)), d16, o + i);
+            hn::StoreU(hn::Mul(vd, hn::ConvertTo(d16, hi)), d16, o + i + kQK4_0 / 2);
+          }
+        }
+      }
+      return;
+    }
+    default:
+      SI_CHECK(false) << "get_rows: unsupported dtype " << DTypeName(t);
+  }
+}
+
+}  // namespace
+
+void MatMul(const float* a, int64_t m, const MatRef& w, const float* bias, float* c,
+            ThreadPool* pool) {
+  MatMulImpl<false>(a, m, w, bias, c, pool);
+}
+
+void MatMulVnni(const float* a, int64_t m, const MatRef& w, const float* bias, float* c,
+                ThreadPool* pool) {
+  MatMulImpl<true>(a, m, w, bias, c, pool);
+}
+
+void GetRows(const MatRef& w, const int32_t* ids, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    DequantRow(w.type, w.row(ids[i]), static_cast<size_t>(w.cols), out + i * w.cols);
+  }
+}
+
+#endif  // HWY_TARGET != HWY_SCALAR
+}  // namespace HWY_NAMESPACE
+}  // namespace si
+HWY_AFTER_NAMESPACE();

@@ -1,0 +1,444 @@
+// Highway versions of the element-wise, normalization, softmax, rope and attention kernels,
+// compiled once per SIMD target (foreach_target). Every op is deterministic per row: the result for
+// a row (or a (token, head) pair in attention) depends only on that row's inputs, never on the
+// batch or thread count.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "si/base/check.h"
+#include "si/kernels/ops.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/simd_ops.cc"
+// foreach_target.h must come first, then highway.h, then the per-target headers.
+// clang-format off
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+#include "hwy/contrib/math/math-inl.h"
+#include "kernels/simd_kernels-inl.h"
+// clang-format on
+
+HWY_BEFORE_NAMESPACE();
+namespace si {
+namespace HWY_NAMESPACE {
+#if HWY_TARGET != HWY_SCALAR
+namespace hn = hwy::HWY_NAMESPACE;
+namespace {
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+using DD = hn::Repartition<double, DF>;  // half as many f64 lanes
+using VD = hn::Vec<DD>;
+
+// acc += widen(v)^2 or widen(v), in f64 (the reference and ggml sum norms in double).
+HWY_INLINE void AccumulateF64(VF v, VD& lo, VD& hi, bool square) {
+  const DD dd;
+  const hn::Half<DF> dh;
+  const VD a = hn::PromoteTo(dd, hn::LowerHalf(dh, v));
+  const VD b = hn::PromoteTo(dd, hn::UpperHalf(dh, v));
+  if (square) {
+    lo = hn::MulAdd(a, a, lo);
+    hi = hn::MulAdd(b, b, hi);
+  } else {
+    lo = hn::Add(lo, a);
+    hi = hn::Add(hi, b);
+  }
+}
+
+HWY_INLINE double ReduceF64(VD lo, VD hi) {
+  const DD dd;
+  return hn::GetLane(hn::SumOfLanes(dd, hn::Add(lo, hi)));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Erf-based GELU. erfc(z) for z >= 0 by the Chebyshev fit of Numerical Recipes (erfcc, fractional
+// error < 1.2e-7 in exact arithmetic; in f32 the error of the exp argument adds ~6e-8 * z^2
+// relative, i.e. < 6e-7 for |x| < 4.5, where GELU is not yet 0 or x to f32 precision). Measured max
+// error vs a double-precision GELU: kernels_ops_test (Ops.GeluErfAccuracyVsDouble) prints it;
+// 3.8e-7 absolute on [-10, 10], 1.8e-6 relative on [-5, 10] (2.2e-6 on SSE4, which has no FMA).
+//   gelu(x) = 0.5 x (1 + erf(x / sqrt2))
+//           = x (1 - 0.5 erfc(z))  for x >= 0,   0.5 x erfc(z)  for x < 0,   z = |x| / sqrt2.
+HWY_INLINE VF GeluErfVec(DF df, VF x) {
+  const VF z = hn::Mul(hn::Abs(x), hn::Set(df, 0.70710678118654752f));
+  const VF t = hn::Div(hn::Set(df, 1.0f), hn::MulAdd(hn::Set(df, 0.5f), z, hn::Set(df, 1.0f)));
+  VF p = hn::Set(df, 0.17087277f);
+  p = hn::MulAdd(p, t, hn::Set(df, -0.82215223f));
+  p = hn::MulAdd(p, t, hn::Set(df, 1.48851587f));
+  p = hn::MulAdd(p, t, hn::Set(df, -1.13520398f));
+  p = hn::MulAdd(p, t, hn::Set(df, 0.27886807f));
+  p = hn::MulAdd(p, t, hn::Set(df, -0.18628806f));
+  p = hn::MulAdd(p, t, hn::Set(df, 0.09678418f));
+  p = hn::MulAdd(p, t, hn::Set(df, 0.37409196f));
+  p = hn::MulAdd(p, t, hn::Set(df, 1.00002368f));
+  p = hn::MulAdd(p, t, hn::Set(df, -1.26551223f));
+  const VF arg = hn::Sub(p, hn::Mul(z, z));
+  const VF erfc = hn::Mul(t, hn::Exp(df, arg));
+  const VF half = hn::Set(df, 0.5f);
+  const VF pos = hn::Mul(x, hn::NegMulAdd(half, erfc, hn::Set(df, 1.0f)));
+  const VF neg = hn::Mul(hn::Mul(half, x), erfc);
+  return hn::IfThenElse(hn::Lt(x, hn::Zero(df)), neg, pos);
+}
+
+HWY_INLINE VF GeluTanhVec(DF df, VF v) {
+  const VF inner = hn::Mul(hn::Mul(hn::Set(df, 0.79788456080286535587989211986876f), v),
+                           hn::MulAdd(hn::Mul(hn::Set(df, 0.044715f), v), v, hn::Set(df, 1.0f)));
+  return hn::Mul(hn::Mul(hn::Set(df, 0.5f), v), hn::Add(hn::Set(df, 1.0f), hn::Tanh(df, inner)));
+}
+
+// silu(g) * u. exp(-g) overflows for g < -88: the result is then -0 * u as in the reference.
+HWY_INLINE VF SiluMulVec(DF df, VF g, VF u) {
+  const VF e = hn::Exp(df, hn::Min(hn::Neg(g), hn::Set(df, 88.0f)));
+  const VF s = hn::Div(g, hn::Add(hn::Set(df, 1.0f), e));
+  return hn::IfThenElse(hn::Lt(g, hn::Set(df, -88.0f)), hn::Mul(hn::Set(df, -0.0f), u),
+                        hn::Mul(s, u));
+}
+
+// Applies f to x[0, n) in place or into out, the last partial vector through a padded buffer.
+template <class F>
+HWY_INLINE void Map1(const float* x, int64_t n, float* out, const F& f) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  size_t i = 0;
+  const size_t un = static_cast<size_t>(n);
+  for (; i + lanes <= un; i += lanes) hn::StoreU(f(df, hn::LoadU(df, x + i)), df, out + i);
+  if (i < un) {
+    HWY_ALIGN float buf[hn::MaxLanes(DF())] = {};
+    std::memcpy(buf, x + i, (un - i) * sizeof(float));
+    hn::Store(f(df, hn::Load(df, buf)), df, buf);
+    std::memcpy(out + i, buf, (un - i) * sizeof(float));
+  }
+}
+
+template <class F>
+HWY_INLINE void Map2(const float* x, const float* y, int64_t n, float* out, const F& f) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  size_t i = 0;
+  const size_t un = static_cast<size_t>(n);
+  for (; i + lanes <= un; i += lanes) {
+    hn::StoreU(f(df, hn::LoadU(df, x + i), hn::LoadU(df, y + i)), df, out + i);
+  }
+  if (i < un) {
+    HWY_ALIGN float bx[hn::MaxLanes(DF())] = {};
+    HWY_ALIGN float by[hn::MaxLanes(DF())] = {};
+    std::memcpy(bx, x + i, (un - i) * sizeof(float));
+    std::memcpy(by, y + i, (un - i) * sizeof(float));
+    hn::Store(f(df, hn::Load(df, bx), hn::Load(df, by)), df, bx);
+    std::memcpy(out + i, bx, (un - i) * sizeof(float));
+  }
+}
+
+// q . k over d elements: one vector accumulator, then a scalar tail, then the lanes (fixed order).
+HWY_INLINE float Dot(const float* HWY_RESTRICT q, const float* HWY_RESTRICT k, size_t d) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  VF acc0 = hn::Zero(df), acc1 = hn::Zero(df);
+  size_t i = 0;
+  for (; i + 2 * lanes <= d; i += 2 * lanes) {
+    acc0 = hn::MulAdd(hn::LoadU(df, q + i), hn::LoadU(df, k + i), acc0);
+    acc1 = hn::MulAdd(hn::LoadU(df, q + i + lanes), hn::LoadU(df, k + i + lanes), acc1);
+  }
+  for (; i + lanes <= d; i += lanes)
+    acc0 = hn::MulAdd(hn::LoadU(df, q + i), hn::LoadU(df, k + i), acc0);
+  float sum = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1)));
+  for (; i < d; ++i) sum += q[i] * k[i];
+  return sum;
+}
+
+}  // namespace
+
+void RmsNorm(const float* x, const float* gain, int64_t rows, int64_t dim, float eps, float* out) {
+  const DF df;
+  const DD dd;
+  const size_t lanes = hn::Lanes(df);
+  const size_t n = static_cast<size_t>(dim);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * dim;
+    float* o = out + r * dim;
+    VD lo = hn::Zero(dd), hi = hn::Zero(dd);
+    size_t i = 0;
+    for (; i + lanes <= n; i += lanes) AccumulateF64(hn::LoadU(df, xr + i), lo, hi, true);
+    double sum = ReduceF64(lo, hi);
+    for (; i < n; ++i) sum += static_cast<double>(xr[i]) * xr[i];
+    const float scale = 1.0f / std::sqrt(static_cast<float>(sum / dim) + eps);
+    const VF vs = hn::Set(df, scale);
+    Map2(xr, gain, dim, o, [&](DF, VF xv, VF g) { return hn::Mul(hn::Mul(xv, vs), g); });
+  }
+}
+
+void LayerNorm(const float* x, const float* gain, const float* bias, int64_t rows, int64_t dim,
+               float eps, float* out) {
+  const DF df;
+  const DD dd;
+  const size_t lanes = hn::Lanes(df);
+  const size_t n = static_cast<size_t>(dim);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * dim;
+    float* o = out + r * dim;
+    VD lo = hn::Zero(dd), hi = hn::Zero(dd);
+    size_t i = 0;
+    for (; i + lanes <= n; i += lanes) AccumulateF64(hn::LoadU(df, xr + i), lo, hi, false);
+    double sum = ReduceF64(lo, hi);
+    for (; i < n; ++i) sum += xr[i];
+    const float mean = static_cast<float>(sum / dim);
+    const VF vmean = hn::Set(df, mean);
+    lo = hn::Zero(dd);
+    hi = hn::Zero(dd);
+    for (i = 0; i + lanes <= n; i += lanes)
+      AccumulateF64(hn::Sub(hn::LoadU(df, xr + i), vmean), lo, hi, true);
+    double var = ReduceF64(lo, hi);
+    for (; i < n; ++i) var += static_cast<double>(xr[i] - mean) * (xr[i] - mean);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(var / dim) + eps);
+    const VF vs = hn::Set(df, scale);
+    if (bias) {
+      // out = (x - mean) * scale * gain + bias; gain and bias streamed through Map2 in two passes
+      // would alias `out`, so do it in one loop with a scalar tail.
+      for (i = 0; i + lanes <= n; i += lanes) {
+        const VF v =
+            hn::Mul(hn::Mul(hn::Sub(hn::LoadU(df, xr + i), vmean), vs), hn::LoadU(df, gain + i));
+        hn::StoreU(hn::Add(v, hn::LoadU(df, bias + i)), df, o + i);
+      }
+      for (; i < n; ++i) o[i] = (xr[i] - mean) * scale * gain[i] + bias[i];
+    } else {
+      Map2(xr, gain, dim, o,
+           [&](DF, VF xv, VF g) { return hn::Mul(hn::Mul(hn::Sub(xv, vmean), vs), g); });
+    }
+  }
+}
+
+void GeluTanh(float* x, int64_t n) {
+  Map1(x, n, x, [](DF df, VF v) { return GeluTanhVec(df, v); });
+}
+
+void GeluErf(float* x, int64_t n) {
+  Map1(x, n, x, [](DF df, VF v) { return GeluErfVec(df, v); });
+}
+
+void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
+  Map2(gate, up, n, out, [](DF df, VF g, VF u) { return SiluMulVec(df, g, u); });
+}
+
+void Add(float* x, const float* y, int64_t n) {
+  Map2(x, y, n, x, [](DF, VF a, VF b) { return hn::Add(a, b); });
+}
+
+void Softmax(float* x, int64_t n) {
+  if (n <= 0) return;
+  const DF df;
+  const DD dd;
+  const size_t lanes = hn::Lanes(df);
+  const size_t un = static_cast<size_t>(n);
+  VF vmax = hn::Set(df, -INFINITY);
+  size_t i = 0;
+  for (; i + lanes <= un; i += lanes) vmax = hn::Max(vmax, hn::LoadU(df, x + i));
+  float max = hn::GetLane(hn::MaxOfLanes(df, vmax));
+  for (; i < un; ++i) max = std::max(max, x[i]);
+  const VF vm = hn::Set(df, max);
+  // exp(x - max) (hwy Exp returns 0 below -104, so -inf scores give 0), summed in f64.
+  VD lo = hn::Zero(dd), hi = hn::Zero(dd);
+  for (i = 0; i + lanes <= un; i += lanes) {
+    const VF e = hn::Exp(df, hn::Sub(hn::LoadU(df, x + i), vm));
+    hn::StoreU(e, df, x + i);
+    AccumulateF64(e, lo, hi, false);
+  }
+  double sum = ReduceF64(lo, hi);
+  if (i < un) {
+    HWY_ALIGN float buf[hn::MaxLanes(DF())];
+    for (size_t j = 0; j < lanes; ++j) buf[j] = -INFINITY;
+    std::memcpy(buf, x + i, (un - i) * sizeof(float));
+    hn::Store(hn::Exp(df, hn::Sub(hn::Load(df, buf), vm)), df, buf);
+    for (size_t j = 0; i + j < un; ++j) {
+      x[i + j] = buf[j];
+      sum += buf[j];
+    }
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  Map1(x, n, x, [&](DF d, VF v) { return hn::Mul(v, hn::Set(d, inv)); });
+}
+
+void Rope(float* x, int64_t num_tokens, int64_t row_stride, int64_t num_heads, int64_t head_dim,
+          int64_t rope_dims, const int32_t* pos, float base, bool neox) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  const int64_t half = rope_dims / 2;
+  // Per token: cos/sin of theta_i = pos * theta_scale^i, computed exactly as the reference does
+  // (repeated f32 multiplication, then cosf/sinf), then shared by all heads. Interleaved (normal)
+  // mode uses lane-expanded tables: cs[2i] = cs[2i+1] = cos, sn[2i] = -sin, sn[2i+1] = +sin, so
+  // that out = x * cs + swap_pairs(x) * sn.
+  thread_local std::vector<float> cs, sn;
+  cs.resize(rope_dims + lanes);
+  sn.resize(rope_dims + lanes);
+  const float theta_scale = std::pow(base, -2.0f / static_cast<float>(rope_dims));
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    float theta = static_cast<float>(pos[t]);
+    for (int64_t i = 0; i < half; ++i) {
+      if (i > 0) theta *= theta_scale;
+      const float c = std::cos(theta), s = std::sin(theta);
+      if (neox) {
+        cs[i] = c;
+        sn[i] = s;
+      } else {
+        cs[2 * i] = cs[2 * i + 1] = c;
+        sn[2 * i] = -s;
+        sn[2 * i + 1] = s;
+      }
+    }
+    for (int64_t h = 0; h < num_heads; ++h) {
+      float* v = x + t * row_stride + h * head_dim;
+      size_t i = 0;
+      if (neox) {
+        float* v1 = v + half;
+        for (; i + lanes <= static_cast<size_t>(half); i += lanes) {
+          const VF x0 = hn::LoadU(df, v + i), x1 = hn::LoadU(df, v1 + i);
+          const VF c = hn::LoadU(df, cs.data() + i), s = hn::LoadU(df, sn.data() + i);
+          hn::StoreU(hn::Sub(hn::Mul(x0, c), hn::Mul(x1, s)), df, v + i);
+          hn::StoreU(hn::Add(hn::Mul(x0, s), hn::Mul(x1, c)), df, v1 + i);
+        }
+        for (; i < static_cast<size_t>(half); ++i) {
+          const float x0 = v[i], x1 = v1[i];
+          v[i] = x0 * cs[i] - x1 * sn[i];
+          v1[i] = x0 * sn[i] + x1 * cs[i];
+        }
+      } else {
+        for (; i + lanes <= static_cast<size_t>(2 * half); i += lanes) {
+          const VF xv = hn::LoadU(df, v + i);
+          const VF sw = hn::Shuffle2301(xv);  // (x1, x0, x3, x2, ...)
+          hn::StoreU(hn::Add(hn::Mul(xv, hn::LoadU(df, cs.data() + i)),
+                             hn::Mul(sw, hn::LoadU(df, sn.data() + i))),
+                     df, v + i);
+        }
+        for (; i < static_cast<size_t>(2 * half); i += 2) {
+          const float x0 = v[i], x1 = v[i + 1];
+          v[i] = x0 * cs[i] + x1 * sn[i];
+          v[i + 1] = x1 * cs[i + 1] + x0 * sn[i + 1];
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Attention: online-softmax (flash-attention style) over key tiles of kKeyTile positions, so no
+// more than one tile of scores per query is ever materialised. A task is (block of kTokenBlock
+// query tokens, kv head, group of query heads sharing that kv head): each K/V row of a tile is
+// loaded once from memory and reused from L1 by all queries of the task. Determinism: each (token,
+// head) output is computed by one task, over tiles at absolute positions [j0, j0 + kKeyTile), keys
+// ascending, with the same ops - whatever the task shape, the batch or the thread.
+//   per tile:  s_j = (q . k_j) * scale,  m' = max(m, max_j s_j),  c = exp(m - m'),
+//              l = l * c + sum_j exp(s_j - m'),  o = o * c + sum_j exp(s_j - m') v_j,  m = m'
+//   at the end: out = o / l.
+
+constexpr int64_t kKeyTile = 64;
+constexpr int64_t kTokenBlock = 8;
+
+struct QueryState {
+  float m, l;
+};
+
+void Attention(const AttentionArgs& a, ThreadPool* pool) {
+  SI_CHECK(a.num_kv_heads > 0 && a.num_heads % a.num_kv_heads == 0)
+      << a.num_heads << " " << a.num_kv_heads;
+  const int64_t group = a.num_heads / a.num_kv_heads;
+  const size_t d = static_cast<size_t>(a.head_dim);
+  const int64_t token_blocks = (a.num_tokens + kTokenBlock - 1) / kTokenBlock;
+  const int threads = pool ? pool->num_threads() : 1;
+  // Split a kv head's query heads over tasks only when there are too few tasks to feed the threads
+  // (MQA decode); this costs re-reading K/V per task, never changes results.
+  const int64_t heads_per_task = token_blocks * a.num_kv_heads >= 2 * threads ? group : 1;
+  const int64_t head_chunks = group / heads_per_task;
+  const int64_t num_tasks = token_blocks * a.num_kv_heads * head_chunks;
+
+  auto run_task = [&](int64_t task) {
+    const DF df;
+    const size_t lanes = hn::Lanes(df);
+    const int64_t hc = task % head_chunks;
+    const int64_t kvh = (task / head_chunks) % a.num_kv_heads;
+    const int64_t tb = task / (head_chunks * a.num_kv_heads);
+    const int64_t t0 = tb * kTokenBlock, t1 = std::min(a.num_tokens, t0 + kTokenBlock);
+    const int64_t h0 = kvh * group + hc * heads_per_task;
+    const int64_t nq = (t1 - t0) * heads_per_task;
+    thread_local std::vector<float> o_buf;
+    thread_local std::vector<QueryState> st_buf;
+    if (o_buf.size() < static_cast<size_t>(nq) * d) o_buf.resize(nq * d);
+    if (st_buf.size() < static_cast<size_t>(nq)) st_buf.resize(nq);
+    float* o_all = o_buf.data();
+    QueryState* st = st_buf.data();
+    std::fill(o_all, o_all + nq * d, 0.0f);
+    for (int64_t q = 0; q < nq; ++q) st[q] = {-INFINITY, 0.0f};
+    auto limit_of = [&](int64_t t) {
+      return a.causal ? std::min<int64_t>(a.kv_len, static_cast<int64_t>(a.q_pos[t]) + 1)
+                      : a.kv_len;
+    };
+    int64_t max_limit = 0;
+    for (int64_t t = t0; t < t1; ++t) max_limit = std::max(max_limit, limit_of(t));
+    HWY_ALIGN float p[kKeyTile];
+    for (int64_t j0 = 0; j0 < max_limit; j0 += kKeyTile) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t j1 = std::min(j0 + kKeyTile, limit_of(t));
+        if (j1 <= j0) continue;
+        const int64_t nk = j1 - j0;
+        for (int64_t hh = 0; hh < heads_per_task; ++hh) {
+          const int64_t h = h0 + hh;
+          const int64_t qi = (t - t0) * heads_per_task + hh;
+          const float* qv = a.q + (t * a.num_heads + h) * a.head_dim;
+          float tile_max = -INFINITY;
+          for (int64_t j = 0; j < nk; ++j) {
+            const float* kv = a.k + (j0 + j) * a.kv_stride + kvh * a.head_dim;
+            p[j] = Dot(qv, kv, d) * a.scale;
+            tile_max = std::max(tile_max, p[j]);
+          }
+          const float m_new = std::max(st[qi].m, tile_max);
+          const float corr = std::exp(st[qi].m - m_new);  // exp(-inf) = 0 on the first tile
+          // p_j = exp(s_j - m_new), vectorised over the tile (padding lanes are -inf -> 0).
+          for (int64_t j = nk; j < static_cast<int64_t>((nk + lanes - 1) / lanes * lanes); ++j)
+            p[j] = -INFINITY;
+          float psum = 0.0f;
+          const VF vm = hn::Set(df, m_new);
+          for (int64_t j = 0; j < nk; j += static_cast<int64_t>(lanes)) {
+            hn::Store(hn::Exp(df, hn::Sub(hn::Load(df, p + j), vm)), df, p + j);
+          }
+          for (int64_t j = 0; j < nk; ++j) psum += p[j];
+          st[qi].l = st[qi].l * corr + psum;
+          st[qi].m = m_new;
+          // o = o * corr + sum_j p_j v_j, one output vector at a time, keys ascending.
+          float* o = o_all + qi * d;
+          const float* v0 = a.v + j0 * a.kv_stride + kvh * a.head_dim;
+          size_t i = 0;
+          for (; i + lanes <= d; i += lanes) {
+            VF acc = hn::Mul(hn::LoadU(df, o + i), hn::Set(df, corr));
+            for (int64_t j = 0; j < nk; ++j)
+              acc = hn::MulAdd(hn::Set(df, p[j]), hn::LoadU(df, v0 + j * a.kv_stride + i), acc);
+            hn::StoreU(acc, df, o + i);
+          }
+          for (; i < d; ++i) {
+            float acc = o[i] * corr;
+            for (int64_t j = 0; j < nk; ++j) acc += p[j] * v0[j * a.kv_stride + i];
+            o[i] = acc;
+          }
+        }
+      }
+    }
+    for (int64_t t = t0; t < t1; ++t) {
+      for (int64_t hh = 0; hh < heads_per_task; ++hh) {
+        const int64_t qi = (t - t0) * heads_per_task + hh;
+        float* out = a.out + (t * a.num_heads + h0 + hh) * a.head_dim;
+        const float inv = st[qi].l > 0.0f ? 1.0f / st[qi].l : 0.0f;  // no visible key: zeros
+        const float* o = o_all + qi * d;
+        for (size_t i = 0; i < d; ++i) out[i] = o[i] * inv;
+      }
+    }
+  };
+  if (pool == nullptr || threads <= 1 || num_tasks <= 1) {
+    for (int64_t task = 0; task < num_tasks; ++task) run_task(task);
+  } else {
+    pool->Run(num_tasks, [&](int64_t task, int) { run_task(task); });
+  }
+}
+
+#endif  // HWY_TARGET != HWY_SCALAR
+}  // namespace HWY_NAMESPACE
+}  // namespace si
+HWY_AFTER_NAMESPACE();

@@ -1,0 +1,185 @@
+// matmul and get_rows on every SIMD target vs the scalar reference, plus determinism (batch
+// composition, row position, thread count). Tolerances are relative to the sum of |a_k * w_k| of
+// the output (the scale of any summation-order difference): 1e-5 for f32/f16/bf16 weights (f32 sums
+// in another order), 1e-6 for Q8_0/Q4_0 (the integer block dot products are exact; only the f32 sum
+// of per-block terms is reordered).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <numeric>
+
+#include "kernels/test_util.h"
+#include "si/base/thread_pool.h"
+#include "si/kernels/ops.h"
+
+namespace si {
+namespace {
+
+using test::MakeMatrix;
+using test::RandomFloats;
+
+constexpr DType kAllTypes[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0};
+
+TEST(KernelTargets, ListedBestFirst) {
+  const auto all = AllKernelTargets();
+  ASSERT_FALSE(all.empty()) << "no SIMD target supported on this CPU?";
+  EXPECT_EQ(&BestKernels(), all.front());
+  for (const Kernels* k : all) {
+    std::printf("target: %s\n", k->name);
+    EXPECT_NE(k->matmul, nullptr);
+    EXPECT_NE(k->attention, nullptr);
+  }
+}
+
+// Runs one matmul case on `k` and on the reference and compares.
+void CheckMatMul(const Kernels& k, DType t, int64_t m, int64_t n, int64_t kdim, bool with_bias,
+                 ThreadPool* pool, uint32_t seed) {
+  SCOPED_TRACE(testing::Message() << k.name << " " << DTypeName(t) << " m=" << m << " n=" << n
+                                  << " k=" << kdim << " bias=" << with_bias);
+  // Misaligned weights (by 4 bytes: f32 rows stay float-aligned) and activations (by one float).
+  const test::TestMatrix w = MakeMatrix(t, n, kdim, seed, 4);
+  std::vector<float> a_buf = RandomFloats(m * kdim + 1, seed + 1);
+  const float* a = a_buf.data() + 1;
+  std::vector<float> bias = RandomFloats(n, seed + 2);
+  const float* b = with_bias ? bias.data() : nullptr;
+  std::vector<float> c_ref(m * n), c_buf(m * n + 1, NAN);
+  float* c = c_buf.data() + 1;
+  ReferenceKernels().matmul(a, m, w.ref, b, c_ref.data(), nullptr);
+  k.matmul(a, m, w.ref, b, c, pool);
+  const double tol = test::IsQuantized(t) ? 1e-6 : 1e-5;
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      double abs_sum = b ? std::fabs(b[j]) : 0.0;
+      for (int64_t l = 0; l < kdim; ++l)
+        abs_sum += std::fabs(a[i * kdim + l] * w.dequant[j * kdim + l]);
+      const double err = std::fabs(static_cast<double>(c[i * n + j]) - c_ref[i * n + j]);
+      ASSERT_LE(err, tol * abs_sum + 1e-30)
+          << "at (" << i << ", " << j << "): " << c[i * n + j] << " vs " << c_ref[i * n + j];
+    }
+  }
+}
+
+TEST(MatMul, AllTargetsAllTypesSmallShapes) {
+  for (const Kernels* k : AllKernelTargets()) {
+    for (DType t : kAllTypes) {
+      for (int64_t kdim : {32, 64, 96}) {
+        for (int64_t n = 1; n <= 67; n += (kdim == 32 || n < 20 ? 1 : 7)) {  // every N for K = 32
+          for (int64_t m = 1; m <= 9; ++m) {
+            CheckMatMul(*k, t, m, n, kdim, (n + m) % 2 == 0, nullptr,
+                        static_cast<uint32_t>(n * 131 + m));
+            if (HasFatalFailure()) return;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(MatMul, AllTargetsLongRows) {
+  for (const Kernels* k : AllKernelTargets()) {
+    for (DType t : kAllTypes) {
+      for (int64_t kdim : {4096 + 32, 2048 + 96}) {
+        for (int64_t n : {1, 5, 16, 67}) {
+          for (int64_t m : {1, 4, 6}) {
+            CheckMatMul(*k, t, m, n, kdim, true, nullptr, static_cast<uint32_t>(kdim + n + m));
+            if (HasFatalFailure()) return;
+          }
+        }
+      }
+    }
+  }
+}
+
+// f32/f16/bf16 weights accept any K: exercises the partial last vector.
+TEST(MatMul, AllTargetsOddK) {
+  for (const Kernels* k : AllKernelTargets()) {
+    for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
+      for (int64_t kdim : {1, 3, 7, 15, 17, 31, 33, 100}) {
+        for (int64_t n : {1, 3, 17}) {
+          for (int64_t m : {1, 2, 5}) {
+            CheckMatMul(*k, t, m, n, kdim, true, nullptr, static_cast<uint32_t>(kdim * 7 + n + m));
+            if (HasFatalFailure()) return;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(MatMul, AllTargetsThreaded) {
+  for (int threads : {2, 3, 4}) {
+    ThreadPool pool(threads);
+    for (const Kernels* k : AllKernelTargets()) {
+      for (DType t : kAllTypes) {
+        for (int64_t n : {17, 67, 200}) {
+          CheckMatMul(*k, t, 5, n, 256, true, &pool, static_cast<uint32_t>(n + threads));
+          if (HasFatalFailure()) return;
+        }
+      }
+    }
+  }
+}
+
+// C[m, n] must be bit-identical whatever the batch it is computed in, its position in that batch
+// and the number of threads.
+TEST(MatMul, DeterministicAcrossBatchPositionAndThreads) {
+  constexpr int64_t kM = 7, kN = 67 + 64, kK = 4096 + 32;
+  std::vector<std::unique_ptr<ThreadPool>> pools;
+  for (int t : {1, 2, 3, 4}) pools.push_back(std::make_unique<ThreadPool>(t));
+  for (const Kernels* k : AllKernelTargets()) {
+    for (DType t : kAllTypes) {
+      SCOPED_TRACE(testing::Message() << k->name << " " << DTypeName(t));
+      const test::TestMatrix w = MakeMatrix(t, kN, kK, 7);
+      const std::vector<float> a = RandomFloats(kM * kK, 8, -3.0f, 3.0f);
+      const std::vector<float> bias = RandomFloats(kN, 9);
+      // Baseline: every row alone, no pool.
+      std::vector<float> alone(kM * kN);
+      for (int64_t i = 0; i < kM; ++i)
+        k->matmul(a.data() + i * kK, 1, w.ref, bias.data(), alone.data() + i * kN, nullptr);
+      for (auto& pool : pools) {
+        // Whole batch.
+        std::vector<float> c(kM * kN);
+        k->matmul(a.data(), kM, w.ref, bias.data(), c.data(), pool.get());
+        ASSERT_EQ(0, std::memcmp(c.data(), alone.data(), c.size() * 4))
+            << "batch vs alone, threads " << pool->num_threads();
+        // Rows reversed: row i at position kM - 1 - i; and sub-batches of every size m at offset 1.
+        std::vector<float> rev_a(kM * kK), rev_c(kM * kN);
+        for (int64_t i = 0; i < kM; ++i) std::memcpy(&rev_a[i * kK], &a[(kM - 1 - i) * kK], kK * 4);
+        k->matmul(rev_a.data(), kM, w.ref, bias.data(), rev_c.data(), pool.get());
+        for (int64_t i = 0; i < kM; ++i) {
+          ASSERT_EQ(0, std::memcmp(&rev_c[i * kN], &alone[(kM - 1 - i) * kN], kN * 4))
+              << "reversed row " << i;
+        }
+        for (int64_t m = 1; m + 1 <= kM; ++m) {
+          std::vector<float> sub(m * kN);
+          k->matmul(a.data() + kK, m, w.ref, bias.data(), sub.data(), pool.get());
+          ASSERT_EQ(0, std::memcmp(sub.data(), alone.data() + kN, sub.size() * 4))
+              << "sub-batch m=" << m;
+        }
+      }
+    }
+  }
+}
+
+TEST(GetRows, AllTargetsExact) {
+  for (const Kernels* k : AllKernelTargets()) {
+    for (DType t : kAllTypes) {
+      for (int64_t cols : {32, 96, 4096 + 32}) {
+        SCOPED_TRACE(testing::Message() << k->name << " " << DTypeName(t) << " cols=" << cols);
+        const test::TestMatrix w = MakeMatrix(t, 13, cols, 3, 2);
+        const std::vector<int32_t> ids = {0, 12, 5, 5, 7, 1};
+        const int64_t n = static_cast<int64_t>(ids.size());
+        std::vector<float> ref(n * cols), out(n * cols + 1);
+        ReferenceKernels().get_rows(w.ref, ids.data(), n, ref.data());
+        k->get_rows(w.ref, ids.data(), n, out.data() + 1);  // misaligned output
+        ASSERT_EQ(0, std::memcmp(ref.data(), out.data() + 1, ref.size() * 4));
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace si

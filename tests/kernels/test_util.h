@@ -1,0 +1,54 @@
+// Shared helpers for the kernel tests: random data, weight matrices of any dtype, target naming.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "si/kernels/ops.h"
+
+namespace si::test {
+
+inline std::vector<float> RandomFloats(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+// A weight matrix [rows, cols] quantized from random floats, stored `offset` bytes into its buffer
+// (to test misaligned weight pointers).
+struct TestMatrix {
+  std::vector<uint8_t> storage;
+  MatRef ref;
+  std::vector<float> dequant;  // [rows, cols], the values the kernels must see
+};
+
+inline TestMatrix MakeMatrix(DType t, int64_t rows, int64_t cols, uint32_t seed,
+                             size_t offset = 0) {
+  TestMatrix m;
+  const int64_t row_bytes = DTypeRowBytes(t, cols);
+  m.storage.assign(offset + rows * row_bytes + 64, 0xCD);
+  std::vector<float> src = RandomFloats(rows * cols, seed);
+  for (int64_t r = 0; r < rows; ++r) {
+    QuantizeRow(t, src.data() + r * cols, cols, m.storage.data() + offset + r * row_bytes);
+  }
+  m.ref.type = t;
+  m.ref.data = m.storage.data() + offset;
+  m.ref.rows = rows;
+  m.ref.cols = cols;
+  m.dequant.resize(rows * cols);
+  for (int64_t r = 0; r < rows; ++r)
+    DequantizeRow(t, m.ref.row(r), cols, m.dequant.data() + r * cols);
+  return m;
+}
+
+inline bool IsQuantized(DType t) { return t == DType::kQ8_0 || t == DType::kQ4_0; }
+
+inline std::string TargetName(const Kernels* k) { return k->name; }
+
+}  // namespace si::test
