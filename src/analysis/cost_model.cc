@@ -233,7 +233,7 @@ PhaseCost EvaluatePhase(const AnalysisModel& model, const HardwareSpec& hw, cons
   // all-to-all).
   pc.attn = wg ? AttnSharding::kBatch : attn;
   const double n = mesh.chips();
-  const double a = 2;  // activation bytes (bf16)
+  const double a = req.act_bytes;  // activation bytes (bf16 unless the request says otherwise)
   const double wb = req.weight_bytes;
   const double kv_elem = 2;  // KV cache in bf16
   const LayerShape s = ShapeOf(c);

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "si/base/check.h"
+#include "si/base/timer.h"
 #include "si/tensor/dtype.h"
 
 namespace si {
@@ -49,6 +50,7 @@ void CommStats::Add(const CommStats& o) {
     bytes_sent[i] += o.bytes_sent[i];
     calls[i] += o.calls[i];
   }
+  seconds += o.seconds;
 }
 
 int64_t BytesSent(CollectiveKind kind, int k, int64_t count, ElemType type, bool is_root) {
@@ -128,13 +130,19 @@ void Comm::Count(CollectiveKind kind, int64_t count, ElemType type, bool is_root
 Status Comm::AllGather(const void* send, void* recv, int64_t count, ElemType type) {
   SI_RETURN_IF_ERROR(CheckArgs(CollectiveKind::kAllGather, send, recv, count, type));
   Count(CollectiveKind::kAllGather, count, type);
-  return DoAllGather(send, recv, count, type);
+  const double t0 = NowSeconds();
+  Status st = DoAllGather(send, recv, count, type);
+  stats_.seconds += NowSeconds() - t0;
+  return st;
 }
 
 Status Comm::ReduceScatter(const void* send, void* recv, int64_t count, ElemType type) {
   SI_RETURN_IF_ERROR(CheckArgs(CollectiveKind::kReduceScatter, send, recv, count, type));
   Count(CollectiveKind::kReduceScatter, count, type);
-  return DoReduceScatter(send, recv, count, type);
+  const double t0 = NowSeconds();
+  Status st = DoReduceScatter(send, recv, count, type);
+  stats_.seconds += NowSeconds() - t0;
+  return st;
 }
 
 Status Comm::AllReduce(const void* send, void* recv, int64_t count, ElemType type) {
@@ -144,18 +152,23 @@ Status Comm::AllReduce(const void* send, void* recv, int64_t count, ElemType typ
   const int k = size();
   const int64_t block = (count + k - 1) / k;
   const int64_t e = ElemBytes(type);
+  const double t0 = NowSeconds();
   std::vector<uint8_t> padded(block * k * e, 0), mine(block * e);
   std::memcpy(padded.data(), send, count * e);
   SI_RETURN_IF_ERROR(DoReduceScatter(padded.data(), mine.data(), block, type));
   SI_RETURN_IF_ERROR(DoAllGather(mine.data(), padded.data(), block, type));
   std::memcpy(recv, padded.data(), count * e);
+  stats_.seconds += NowSeconds() - t0;
   return Status::Ok();
 }
 
 Status Comm::AllToAll(const void* send, void* recv, int64_t count, ElemType type) {
   SI_RETURN_IF_ERROR(CheckArgs(CollectiveKind::kAllToAll, send, recv, count, type));
   Count(CollectiveKind::kAllToAll, count, type);
-  return DoAllToAll(send, recv, count, type);
+  const double t0 = NowSeconds();
+  Status st = DoAllToAll(send, recv, count, type);
+  stats_.seconds += NowSeconds() - t0;
+  return st;
 }
 
 Status Comm::Broadcast(void* buf, int64_t count, ElemType type, int root) {

@@ -333,11 +333,13 @@ Result<Act> Deriver::Attention(const Act& in) {
       Trace(a);
     }
   } else {
-    // Heads-split attention: every rank needs whole heads, and the K/V heads of its Q heads.
-    const int s = feat.Shards(m_);
+    // Heads-split attention: every rank needs whole heads, and the K/V heads of its Q heads. A dim gathered
+    // over a major axis ("Yz": the y blocks of z block c) holds stripes of the stored blocks, so every
+    // stored block (all the axes named) must hold whole heads.
+    const int s = m_.GroupSize(feat.all());
     if (c_.num_heads % s != 0 || c_.num_kv_heads % s != 0) {
       return InvalidArgumentError(
-          "attention split over heads on ", s, " shards (mesh axes ", feat.split().Name(), ", --mesh ",
+          "attention split over heads on ", s, " shards (mesh axes ", feat.all().Name(), ", --mesh ",
           m_.ToString(), ", --layout ", analysis::LayoutName(layout_), "): num_heads ", c_.num_heads,
           " and num_kv_heads ", c_.num_kv_heads, " must both be divisible by ", s,
           c_.num_kv_heads < s ? "; for multiquery/few KV heads use --attention batch with --layout 1d-ws or "

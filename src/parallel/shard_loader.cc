@@ -38,13 +38,15 @@ void CopyBlock(const MatRef& full, int64_t r0, int64_t n, int64_t c0, int64_t nc
 }  // namespace
 
 Result<std::unique_ptr<ShardedWeights>> ShardedWeights::Load(const Model& model, const MeshShape& shape,
-                                                             const std::array<int, 3>& coords, WeightTable table) {
+                                                             const std::array<int, 3>& coords, WeightTable table,
+                                                             bool include_output) {
   std::unique_ptr<ShardedWeights> sw(new ShardedWeights());
   const ModelConfig& c = model.config();
   std::vector<std::pair<Role, int64_t>> todo;
   for (const ArchRole& ar : ArchRoles(c.arch)) {
     const RoleInfo& info = GetRoleInfo(ar.role);
     if (!Sharded(info)) continue;
+    if (!include_output && ar.role == Role::kOutput) continue;
     if (info.per_layer) {
       for (int64_t l = 0; l < c.num_layers; ++l) todo.push_back({ar.role, l});
     } else {

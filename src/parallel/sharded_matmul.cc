@@ -100,7 +100,8 @@ Status GatherWeight(Mesh& mesh, const WeightShard& w, const TensorSpec& used, st
 
 Result<std::vector<ShardedAct>> ShardedMatMul(Mesh& mesh, const Kernels& k, const ShardedAct& a,
                                               const std::vector<const WeightShard*>& ws,
-                                              const std::vector<TensorSpec>& useds, bool resolve_partial) {
+                                              const std::vector<TensorSpec>& useds, bool resolve_partial,
+                                              ThreadPool* pool) {
   SI_CHECK(!ws.empty() && ws.size() == useds.size());
   for (size_t i = 0; i < ws.size(); ++i) {
     if (!(useds[i].cols == useds[0].cols)) {
@@ -141,7 +142,7 @@ Result<std::vector<ShardedAct>> ShardedMatMul(Mesh& mesh, const Kernels& k, cons
     out.spec.cols = useds[i].rows;
     out.spec.partial = useds[i].cols.split();
     out.data.resize(out.rows * wm.rows);
-    k.matmul(in, a.rows, wm, nullptr, out.data.data(), nullptr);
+    k.matmul(in, a.rows, wm, nullptr, out.data.data(), pool);
     // 3. Partial sums -> reduce-scatter into the output features.
     if (resolve_partial) SI_RETURN_IF_ERROR(ResolvePartialSums(mesh, out));
     outs.push_back(std::move(out));

@@ -99,6 +99,7 @@ struct PlanRequest {
   int64_t input_len = 2048;
   int64_t gen_len = 64;
   double weight_bytes = 2;           // 2: bf16, 1: int8 (weight-only; matmuls stay bf16)
+  double act_bytes = 2;              // activation bytes in collectives (bf16; 4 for the f32 CPU engine)
   std::optional<FfnLayout> layout;   // forced for both phases (else auto)
   std::optional<AttnSharding> attn;  // forced for both phases (else auto)
   int decode_chips = 0;  // chips for decode when it differs (Pope et al. Table 3); 0: chips

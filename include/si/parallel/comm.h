@@ -53,6 +53,7 @@ std::string_view ElemTypeName(ElemType t);
 struct CommStats {
   std::array<int64_t, kNumCollectiveKinds> bytes_sent{};
   std::array<int64_t, kNumCollectiveKinds> calls{};
+  double seconds = 0;  // wall time inside blocking calls and Wait() (the exposed communication time)
   int64_t bytes(CollectiveKind k) const { return bytes_sent[static_cast<int>(k)]; }
   int64_t total_bytes() const;
   void Add(const CommStats& o);

@@ -43,9 +43,11 @@ struct WeightShard {
 class ShardedWeights {
  public:
   // `coords`: this rank's mesh coordinates (Mesh::coords()). Errors: a dimension not divisible by its mesh
-  // axes, or a column split that breaks a quantization block.
+  // axes, or a column split that breaks a quantization block. `include_output` false leaves the LM head
+  // (output.weight) out: the distributed engine shards it by vocabulary rows itself (dist_engine.h).
   static Result<std::unique_ptr<ShardedWeights>> Load(const Model& model, const MeshShape& shape,
-                                                      const std::array<int, 3>& coords, WeightTable table);
+                                                      const std::array<int, 3>& coords, WeightTable table,
+                                                      bool include_output = true);
 
   // The shard of a per-layer role (layer ignored for kOutput). SI_CHECKs that it was loaded.
   const WeightShard& Get(Role role, int64_t layer = 0) const;

@@ -41,11 +41,12 @@ struct ShardedAct {
 // UsedSpec(layout, role); all must have the same cols spec.
 Result<std::vector<ShardedAct>> ShardedMatMul(Mesh& mesh, const Kernels& k, const ShardedAct& a,
                                               const std::vector<const WeightShard*>& w,
-                                              const std::vector<TensorSpec>& used, bool resolve_partial);
+                                              const std::vector<TensorSpec>& used, bool resolve_partial,
+                                              ThreadPool* pool = nullptr);
 inline Result<ShardedAct> ShardedMatMul(Mesh& mesh, const Kernels& k, const ShardedAct& a, const WeightShard& w,
-                                        const TensorSpec& used, bool resolve_partial) {
+                                        const TensorSpec& used, bool resolve_partial, ThreadPool* pool = nullptr) {
   auto r = ShardedMatMul(mesh, k, a, std::vector<const WeightShard*>{&w}, std::vector<TensorSpec>{used},
-                         resolve_partial);
+                         resolve_partial, pool);
   if (!r.ok()) return r.status();
   return std::move((*r)[0]);
 }

@@ -9,6 +9,7 @@
 #include "command.h"
 #include "si/base/timer.h"
 #include "si/perf/roofline.h"
+#include "dist_session.h"
 #include "si/runtime/engine.h"
 #include "si/runtime/sampler.h"
 
@@ -19,6 +20,7 @@ struct Options {
   std::string model, threads = "0";
   int prompt = 512, gen = 128, batch = 1, reps = 5;
   bool json = false;
+  DistFlags dist;
 };
 
 struct Stats {
@@ -58,7 +60,90 @@ std::pair<int64_t, int64_t> MatmulParams(const Model& m) {
   return {layers, out.rows * out.cols};
 }
 
+// Under MPI (or with --mesh/--layout): prefill and decode tokens/s of the distributed engine, the
+// measured share of time in collectives (wall time inside comm calls, rank 0) and the bytes per rank per
+// layer; rank 0 prints. One thread count (the first of -t).
+int RunDist(const Options& o) {
+  auto threads = ParseIds(o.threads);
+  if (!threads.ok() || threads->empty()) return PrintError("bench", InvalidArgumentError("--threads: expected a number"));
+  auto session = Session::Open(o.model, o.dist, {.num_threads = (*threads)[0]},
+                               {.batch = o.batch, .prompt = o.prompt, .gen = o.gen});
+  if (!session.ok()) {
+    if (!IsRootProcess()) return 1;
+    return PrintError("bench", session.status());
+  }
+  Session& s = **session;
+  DistEngine& e = *s.dist();
+  const ModelConfig& c = s.config();
+  if (o.prompt + 1 + o.gen > s.context_len()) {
+    return s.Error("bench", InvalidArgumentError("-p ", o.prompt, " / -n ", o.gen, " exceed the context length"));
+  }
+  if (s.root() && o.dist.verbose && !s.choice_note().empty()) std::fputs(s.choice_note().c_str(), stderr);
+  std::vector<int32_t> prompt(std::max(o.prompt, 1));
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 7919 + 13) % c.vocab_size);
+  struct Row {
+    std::string test;
+    std::vector<double> tps, comm_share;
+    int64_t bytes_per_layer = 0;
+  };
+  std::vector<Row> rows;
+  for (int test = 0; test < 2; ++test) {
+    if ((test == 0 && o.prompt == 0) || (test == 1 && o.gen == 0)) continue;
+    Row r{test == 0 ? "pp" + std::to_string(o.prompt) : "tg" + std::to_string(o.gen)};
+    for (int rep = -1; rep < o.reps; ++rep) {
+      std::vector<int> seqs;
+      std::vector<SeqTokens> batch;
+      std::vector<int32_t> next(o.batch, 1);
+      for (int b = 0; b < o.batch; ++b) seqs.push_back(e.NewSequence());
+      std::vector<float> logits;
+      if (test == 1) {  // decode starts after one position
+        for (int b = 0; b < o.batch; ++b) batch.push_back({seqs[b], {&next[b], 1}, false});
+        if (Status st = e.Forward(batch, &logits); !st.ok()) return s.Error("bench", st);
+      } else {
+        for (int b = 0; b < o.batch; ++b) batch.push_back({seqs[b], prompt, false});
+      }
+      e.ResetStats();
+      const int steps = test == 0 ? 1 : o.gen;
+      const double t0 = NowSeconds();
+      for (int step = 0; step < steps; ++step) {
+        if (Status st = e.Forward(batch, &logits); !st.ok()) return s.Error("bench", st);
+        if (test == 1) {
+          for (int b = 0; b < o.batch; ++b) {
+            next[b] = Argmax({logits.data() + b * c.vocab_size, static_cast<size_t>(c.vocab_size)});
+          }
+        }
+      }
+      const double dt = NowSeconds() - t0;
+      for (int q : seqs) e.FreeSequence(q);
+      if (rep < 0) continue;
+      r.tps.push_back(static_cast<double>(o.batch) * (test == 0 ? o.prompt : o.gen) / dt);
+      r.comm_share.push_back((e.layer_stats().seconds + e.lm_head_stats().seconds) / dt);
+      r.bytes_per_layer = e.layer_stats().total_bytes() / steps / c.num_layers;
+    }
+    rows.push_back(r);
+  }
+  if (!s.root()) return 0;
+  std::printf("model %s: %s; %s, %d threads/rank, %s kernels\n", o.model.c_str(), std::string(ArchName(c.arch)).c_str(),
+              s.description().c_str(), s.num_threads(), s.kernels_name());
+  std::printf("memory per rank: weights %.2f MiB (max over ranks; unsharded matmul weights %.2f MiB), KV cache "
+              "%.2f MiB (rank 0, last test)\n\n",
+              s.max_weight_bytes_per_rank() / 1048576.0, s.model().matmul_weight_bytes() / 1048576.0,
+              e.kv_cache_bytes() / 1048576.0);
+  std::printf("| %5s | %7s | %22s | %16s | %s\n", "batch", "test", "t/s (median [min-max])", "comm share (med)",
+              "bytes/rank/layer");
+  std::printf("|-------|---------|------------------------|------------------|-----------------\n");
+  for (const Row& r : rows) {
+    const Stats t = Summarize(r.tps), cs = Summarize(r.comm_share);
+    char range[64];
+    std::snprintf(range, sizeof(range), "%.1f [%.1f-%.1f]", t.median, t.min, t.max);
+    std::printf("| %5d | %7s | %22s | %15.1f%% | %lld\n", o.batch, r.test.c_str(), range, 100 * cs.median,
+                static_cast<long long>(r.bytes_per_layer));
+  }
+  return 0;
+}
+
 int Run(const Options& o) {
+  if (o.dist.Requested()) return RunDist(o);
   auto threads = ParseIds(o.threads);
   if (!threads.ok()) return PrintError("bench", InvalidArgumentError("--threads: expected a list such as 1,2"));
   if (o.prompt < 0 || o.gen < 0 || o.batch < 1 || o.reps < 1) {
@@ -242,6 +327,7 @@ SI_REGISTER_COMMAND(bench, "bench", "Benchmark prefill and decode: tokens/s, MFU
                       sub.add_option("-t,--threads", o->threads, "thread counts, e.g. 1,2 (0: all cores)")->capture_default_str();
                       sub.add_option("-r,--repetitions", o->reps, "timed repeats after one warm-up")->capture_default_str();
                       sub.add_flag("--json", o->json, "one JSON object per test");
+                      o->dist.Add(sub);
                       return [o] { return Run(*o); };
                     });
 

@@ -1,0 +1,136 @@
+#include "dist_session.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "si/dist/layout_choice.h"
+#include "si/parallel/comm.h"
+
+namespace si::cli {
+
+namespace {
+int EnvInt(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? std::atoi(v) : 0;
+}
+}  // namespace
+
+bool IsRootProcess() {
+  const char* r = std::getenv("OMPI_COMM_WORLD_RANK");
+  return r == nullptr || std::atoi(r) == 0;
+}
+
+void DistFlags::Add(CLI::App& sub) {
+  mesh_opt = sub.add_option("--mesh", mesh, "device mesh XxYxZ over the MPI ranks (default: planner's for N)");
+  layout_opt = sub.add_option("--layout", layout, "auto|1d-ws|2d-ws|wg-x|wg-xy|wg-xyz (Pope et al. §3.2)")
+                   ->capture_default_str();
+  attn_opt = sub.add_option("--attention", attention, "auto|heads|batch (Pope et al. §3.3)")->capture_default_str();
+  sub.add_flag("--dist-verbose", verbose, "print the layout choice and memory per rank (rank 0)");
+}
+
+bool DistFlags::Requested() const {
+  return (mesh_opt && mesh_opt->count()) || (layout_opt && layout_opt->count()) ||
+         (attn_opt && attn_opt->count()) || EnvInt("OMPI_COMM_WORLD_SIZE") > 0;
+}
+
+Session::~Session() = default;
+
+int Session::Error(const std::string& cmd, const Status& st) const {
+  if (root()) std::fprintf(stderr, "scaleinfer %s: %s\n", cmd.c_str(), st.message().c_str());
+  return 1;
+}
+
+Result<std::unique_ptr<Session>> Session::Open(const std::string& path, const DistFlags& flags,
+                                               EngineOptions options, const Workload& w) {
+  std::unique_ptr<Session> s(new Session());
+  if (!flags.Requested()) {
+    SI_ASSIGN_OR_RETURN(auto model, Model::Load(path));
+    s->model_ = std::move(model);
+    SI_ASSIGN_OR_RETURN(s->engine_, Engine::Create(s->model_, options));
+    s->description_ = "1 process";
+    return s;
+  }
+  SI_ASSIGN_OR_RETURN(s->mpi_, MpiSession::Init(nullptr, nullptr));
+  s->rank_ = s->mpi_->world_rank();
+  s->world_ = s->mpi_->world_size();
+  // A file only this rank cannot open: abort the job (the others would wait in the first collective).
+  auto model = Model::Load(path);
+  if (!model.ok()) MpiAbortAll(model.status());
+  s->model_ = std::move(*model);
+  const ModelConfig& c = s->model_->config();
+  if (c.is_encoder()) return InvalidArgumentError(path, " is an encoder: the distributed engine runs decoders");
+  MeshShape shape;
+  if (flags.mesh.empty()) {
+    SI_ASSIGN_OR_RETURN(shape, SuggestMesh(s->world_, c));
+  } else {
+    SI_ASSIGN_OR_RETURN(shape, ParseMesh(flags.mesh));
+  }
+  SI_ASSIGN_OR_RETURN(s->mesh_, MakeMpiMesh(shape));
+  // Layouts.
+  std::optional<FfnLayout> layout;
+  std::optional<AttnSharding> attn;
+  if (flags.layout != "auto") {
+    auto l = analysis::ParseLayout(flags.layout);
+    if (!l.ok()) return l.status().WithContext("--layout");
+    layout = *l;
+  }
+  if (flags.attention != "auto") {
+    auto a = analysis::ParseAttn(flags.attention);
+    if (!a.ok()) return a.status().WithContext("--attention");
+    attn = *a;
+  }
+  DistEngineOptions o;
+  o.num_threads = options.num_threads;
+  o.kernels = options.kernels;
+  o.context_len = options.context_len;
+  const DType wt = s->model_->W(Role::kWdown, 0).mat.type;
+  const double wbytes = static_cast<double>(DTypeRowBytes(wt, 32 * 1024)) / (32 * 1024);
+  if (layout && attn) {
+    o.prefill = o.decode = {*layout, *attn};
+  } else if (layout) {
+    // Attention: heads when the dimensions allow it, else batch.
+    const bool heads_ok = DeriveLayerProgram(c, shape, *layout, AttnSharding::kHeads, w.batch).ok();
+    o.prefill = o.decode = {*layout, heads_ok ? AttnSharding::kHeads : AttnSharding::kBatch};
+  } else {
+    std::string net_note;
+    auto hw = LocalHardwareWithNetwork(&net_note);
+    if (!hw.ok()) {
+      // No measured roofline: 2d-ws (Pope's decode layout) with the attention the dims allow.
+      const FfnLayout l = FfnLayout::k2dWs;
+      const bool heads_ok = DeriveLayerProgram(c, shape, l, attn.value_or(AttnSharding::kHeads), w.batch).ok();
+      o.prefill = o.decode = {l, attn ? *attn : heads_ok ? AttnSharding::kHeads : AttnSharding::kBatch};
+      s->choice_note_ = StrCat("layout auto: ", hw.status().message(), "; using ", o.decode.ToString(), "\n");
+    } else {
+      SI_ASSIGN_OR_RETURN(LayoutChoice ch, ChooseLayouts(c, shape, *hw, w.batch, w.prompt, w.gen, wbytes,
+                                                         std::nullopt, attn));
+      o.prefill = ch.prefill;
+      o.decode = ch.decode;
+      s->choice_note_ = StrCat("layout auto (planner, hardware 'local', ", net_note, "; batch ", w.batch,
+                               ", prompt ", w.prompt, ", gen ", w.gen, "):\n", ch.note);
+    }
+  }
+  SI_ASSIGN_OR_RETURN(s->dist_, DistEngine::Create(s->model_, s->mesh_.get(), o));
+  // Weight memory per rank: the largest over the ranks (the LM head's last block is shorter).
+  const int64_t mine = s->dist_->weight_bytes();
+  std::vector<int64_t> all(s->world_);
+  SI_RETURN_IF_ERROR(s->mesh_->world().AllGather(&mine, all.data(), sizeof(int64_t), ElemType::kU8));
+  for (int64_t b : all) s->max_weight_bytes_ = std::max(s->max_weight_bytes_, b);
+  s->mesh_->ResetStats();
+  s->description_ = StrCat("mesh ", shape.ToString(), " (", s->world_, " ranks), prefill ", o.prefill.ToString(),
+                           ", decode ", o.decode.ToString());
+  return s;
+}
+
+int64_t Session::context_len() const { return dist_ ? dist_->context_len() : engine_->context_len(); }
+int Session::num_threads() const { return dist_ ? dist_->num_threads() : engine_->num_threads(); }
+const char* Session::kernels_name() const {
+  return dist_ ? (dist_->options().kernels ? dist_->options().kernels->name : BestKernels().name)
+               : engine_->kernels().name;
+}
+int Session::NewSequence() { return dist_ ? dist_->NewSequence() : engine_->NewSequence(); }
+void Session::FreeSequence(int seq) { dist_ ? dist_->FreeSequence(seq) : engine_->FreeSequence(seq); }
+Status Session::Forward(std::span<const SeqTokens> batch, std::vector<float>* logits) {
+  return dist_ ? dist_->Forward(batch, logits) : engine_->Forward(batch, logits);
+}
+
+}  // namespace si::cli
