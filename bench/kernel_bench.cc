@@ -2,8 +2,16 @@
 // 5632, kv dim 256): decode (m = 1, GEMV: should run at memory bandwidth) and prefill (m = 512:
 // compute bound). Counters: GFLOP/s = 2 m n k / time; GB/s = (weight bytes + activation bytes
 // in/out) / time.
+// The same binary measures the machine side by side with the kernels, so that ratios come from one run on a
+// noisy, shared machine: peak/f32_fma (register-only FMA loop, GFLOP/s), peak/read_bw (streaming read of
+// 512 MiB, GB/s) and pool/run (ThreadPool::Run round trip with empty tasks: the fixed cost per parallel
+// region in decode).
 //   kernel_bench --benchmark_filter=decode      SI_KERNEL_TARGET=AVX2 kernel_bench
 #include <benchmark/benchmark.h>
+#include <immintrin.h>
+
+#include <atomic>
+#include <cstring>
 
 #include <memory>
 #include <random>
@@ -60,7 +68,89 @@ void BM_MatMul(benchmark::State& state, DType t, Shape s, int64_t m, int threads
   state.SetLabel(k.name);
 }
 
+// 12 independent FMA chains (covers 4-cycle latency x 2-3 pipes) over full vectors.
+__attribute__((target("avx512f"))) float FmaLoop512(int64_t iters) {
+  __m512 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(1.0f + i * 1e-3f);
+  const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+  for (int64_t it = 0; it < iters; ++it) {
+    for (int i = 0; i < 12; ++i) a[i] = _mm512_fmadd_ps(a[i], m, c);
+  }
+  __m512 s = a[0];
+  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, a[i]);
+  return _mm512_reduce_add_ps(s);
+}
+__attribute__((target("avx2,fma"))) float FmaLoop256(int64_t iters) {
+  __m256 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm256_set1_ps(1.0f + i * 1e-3f);
+  const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+  for (int64_t it = 0; it < iters; ++it) {
+    for (int i = 0; i < 12; ++i) a[i] = _mm256_fmadd_ps(a[i], m, c);
+  }
+  __m256 s = a[0];
+  for (int i = 1; i < 12; ++i) s = _mm256_add_ps(s, a[i]);
+  float out[8];
+  _mm256_storeu_ps(out, s);
+  return out[0];
+}
+
+void BM_PeakFma(benchmark::State& state, int threads) {
+  const bool avx512 = __builtin_cpu_supports("avx512f");
+  const int lanes = avx512 ? 16 : 8;
+  constexpr int64_t kIters = 1 << 16;
+  ThreadPool* pool = Pool(threads);
+  std::atomic<float> sink{0.0f};
+  for (auto _ : state) {
+    pool->Run(threads, [&](int64_t, int) {
+      sink = sink + (avx512 ? FmaLoop512(kIters) : FmaLoop256(kIters));
+    });
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * 12 * lanes * kIters * threads * 1e-9,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(avx512 ? "avx512" : "avx2");
+}
+
+// Integer sum: vectorizes without -ffast-math, so the loop is bound by memory, not by add latency.
+__attribute__((target("avx2"))) uint64_t SumWords(const uint64_t* p, int64_t n) {
+  uint64_t s = 0;
+  for (int64_t i = 0; i < n; ++i) s += p[i];
+  return s;
+}
+
+void BM_ReadBandwidth(benchmark::State& state, int threads) {
+  static std::vector<uint64_t> buf;
+  if (buf.empty()) buf.assign((512 << 20) / sizeof(uint64_t), 1);
+  ThreadPool* pool = Pool(threads);
+  const int64_t n = static_cast<int64_t>(buf.size());
+  std::atomic<uint64_t> sink{0};
+  for (auto _ : state) {
+    pool->Run(threads, [&](int64_t t, int) {
+      const int64_t b = n * t / threads, e = n * (t + 1) / threads;
+      sink.fetch_add(SumWords(buf.data() + b, e - b));
+    });
+  }
+  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(n) * sizeof(uint64_t) * 1e-9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_PoolRun(benchmark::State& state, int threads) {
+  ThreadPool* pool = Pool(threads);
+  std::atomic<int64_t> sink{0};
+  for (auto _ : state) {
+    pool->Run(threads * 4, [&](int64_t t, int) { sink.fetch_add(t, std::memory_order_relaxed); });
+  }
+}
+
 int Register() {
+  for (int threads : {1, 2}) {
+    const std::string t = "/threads:" + std::to_string(threads);
+    benchmark::RegisterBenchmark(("peak/f32_fma" + t).c_str(), BM_PeakFma, threads)
+        ->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(0.3);
+    benchmark::RegisterBenchmark(("peak/read_bw" + t).c_str(), BM_ReadBandwidth, threads)
+        ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
+    benchmark::RegisterBenchmark(("pool/run" + t).c_str(), BM_PoolRun, threads)
+        ->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(0.3);
+  }
   for (int64_t m : {1, 512}) {
     for (DType t : kTypes) {
       for (const Shape& s : kShapes) {

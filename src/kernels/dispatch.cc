@@ -38,6 +38,7 @@ Kernels MakeTable(const char* name, bool vnni) {
   Kernels k = ReferenceKernels();
   k.name = name;
   k.matmul = vnni ? &MatMulVnni : &MatMul;
+  k.matmul_multi = vnni ? &MatMulMultiVnni : &MatMulMulti;
   k.get_rows = &GetRows;
   k.rms_norm = &RmsNorm;
   k.layer_norm = &LayerNorm;

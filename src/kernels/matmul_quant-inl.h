@@ -98,6 +98,13 @@ HWY_INLINE void QuantTile(const QA& a, size_t k, const uint8_t* HWY_RESTRICT w0,
     VQ dw[C];
     for (int j = 0; j < C; ++j) {
       const uint8_t* blk = w0 + j * w_stride + b * kBlockBytes;
+      if constexpr (R == 1) {
+        // Decode streams C rows at once, C * K bytes: for short rows (K = 2048: 34 lines per row) the
+        // hardware prefetcher restarts every tile and each restart costs a DRAM latency. Prefetch the
+        // same block of the NEXT tile's rows (one tile ahead, ~1 us) so the streams never restart cold.
+        // Measured in docs/kernels.md (decode ffn_up Q8_0). Past the last row it is a harmless hint.
+        hwy::Prefetch(blk + C * w_stride);
+      }
       uint16_t dbits;
       std::memcpy(&dbits, blk, 2);
       dw[j] = hn::Set(dq, HalfToFloat(dbits));
@@ -276,10 +283,16 @@ void QuantRange(const QA& a, int64_t m, const MatRef& w, const float* bias, floa
   }
 }
 
+// Activations as this table's tiles read them, prepared once per call (and shared by every matmul of
+// the same input, see MatMulMulti). Buffers are thread_local to the calling thread; workers only read.
+struct QuantPrepared {
+  QA q8;  // for Q8_0 weights
+  QA q4;  // for Q4_0 weights (VNNI: permuted copy; base: same as q8)
+};
+
 // aq: [m, k] int8 activations, ad: [m, k / 32] f32 block scales (both from QuantizeActivationRow).
-void QuantMatMul(const int8_t* aq, const float* ad, int64_t m, const MatRef& w, const float* bias,
-                 float* c, ThreadPool* pool) {
-  const size_t k = static_cast<size_t>(w.cols);
+// need_q4: also build the Q4_0 layout (VNNI only; the base tile reads the same layout for both).
+QuantPrepared QuantPrepare(const int8_t* aq, const float* ad, int64_t m, size_t k, bool need_q4) {
   const size_t nblocks = k / kQK8_0;
 #if SI_Q_VNNI
   // The VNNI tile reads a block pair's two scales as one 64-bit load: pad each row to an even
@@ -290,17 +303,19 @@ void QuantMatMul(const int8_t* aq, const float* ad, int64_t m, const MatRef& w, 
   for (int64_t i = 0; i < m; ++i) {
     for (size_t b = 0; b < nb2; ++b) d2[i * nb2 + b] = b < nblocks ? ad[i * nblocks + b] : 0.0f;
   }
-  QA a{aq, d2, k, nb2};
-  if (w.type == DType::kQ4_0) {
+  QuantPrepared p;
+  p.q8 = QA{aq, d2, k, nb2};
+  p.q4 = p.q8;
+  if (need_q4) {
     // Per block pair p: [a_2p[0:16], a_2p+1[0:16], a_2p[16:32], a_2p+1[16:32]] (zeros for a missing
     // second block), the order in which the tile unpacks two Q4_0 blocks' nibbles.
     thread_local std::vector<int8_t> ap_buf;
     int8_t* ap = Scratch(ap_buf, m * nb2 * kQK8_0);
     for (int64_t i = 0; i < m; ++i) {
-      for (size_t p = 0; p < nb2 / 2; ++p) {
-        const int8_t* src0 = aq + i * k + 2 * p * kQK8_0;
-        int8_t* dst = ap + i * nb2 * kQK8_0 + 2 * p * kQK8_0;
-        const bool has1 = 2 * p + 1 < nblocks;
+      for (size_t pp = 0; pp < nb2 / 2; ++pp) {
+        const int8_t* src0 = aq + i * k + 2 * pp * kQK8_0;
+        int8_t* dst = ap + i * nb2 * kQK8_0 + 2 * pp * kQK8_0;
+        const bool has1 = 2 * pp + 1 < nblocks;
         std::memcpy(dst, src0, 16);
         std::memcpy(dst + 32, src0 + 16, 16);
         if (has1) {
@@ -312,20 +327,29 @@ void QuantMatMul(const int8_t* aq, const float* ad, int64_t m, const MatRef& w, 
         }
       }
     }
-    a = QA{ap, d2, nb2 * kQK8_0, nb2};
+    p.q4 = QA{ap, d2, nb2 * kQK8_0, nb2};
   }
+  return p;
+#else
+  (void)need_q4;
+  const QA a{aq, ad, k, nblocks};
+  return QuantPrepared{a, a};
+#endif
+}
+
+// Rows [0, m) x outputs [n0, n1) of one Q8_0 / Q4_0 matmul from prepared activations.
+void QuantRangeOf(const QuantPrepared& p, int64_t m, const MatRef& w, const float* bias, float* c,
+                  int64_t n0, int64_t n1) {
+#if SI_Q_VNNI
   using Tile = VnniTile;
 #else
-  const QA a{aq, ad, k, nblocks};
   using Tile = BaseTile;
 #endif
-  RunOverOutputs(w.rows, m, pool, [&](int64_t n0, int64_t n1) {
-    if (w.type == DType::kQ4_0) {
-      QuantRange<Tile, true>(a, m, w, bias, c, n0, n1);
-    } else {
-      QuantRange<Tile, false>(a, m, w, bias, c, n0, n1);
-    }
-  });
+  if (w.type == DType::kQ4_0) {
+    QuantRange<Tile, true>(p.q4, m, w, bias, c, n0, n1);
+  } else {
+    QuantRange<Tile, false>(p.q8, m, w, bias, c, n0, n1);
+  }
 }
 
 }  // namespace SI_Q_NS

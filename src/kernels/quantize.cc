@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "si/base/check.h"
+#include "si/kernels/kquants.h"
 #include "si/kernels/ops.h"
 
 namespace si {
@@ -79,7 +80,7 @@ void QuantizeRow(DType t, const float* x, int64_t n, void* out) {
       QuantizeRowQ4_0(x, n, static_cast<BlockQ4_0*>(out));
       return;
     default:
-      SI_CHECK(false) << "QuantizeRow: unsupported dtype " << DTypeName(t);
+      SI_CHECK(QuantizeRowKQuant(t, x, n, out)) << "QuantizeRow: unsupported dtype " << DTypeName(t);
   }
 }
 
@@ -118,7 +119,7 @@ void DequantizeRow(DType t, const void* row, int64_t n, float* out) {
       return;
     }
     default:
-      SI_CHECK(false) << "DequantizeRow: unsupported dtype " << DTypeName(t);
+      SI_CHECK(DequantizeRowKQuant(t, row, n, out)) << "DequantizeRow: unsupported dtype " << DTypeName(t);
   }
 }
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "si/base/check.h"
+#include "si/kernels/kquants.h"
 #include "si/kernels/ops.h"
 
 namespace si {
@@ -40,7 +41,8 @@ float DotQ4_0(const BlockQ4_0* w, const BlockQ8_0* a, int64_t blocks) {
   return sum;
 }
 
-void RefMatMul(const float* a, int64_t m, const MatRef& w, const float* bias, float* c, ThreadPool*) {
+void RefMatMul(const float* a, int64_t m, const MatRef& w, const float* bias, float* c, ThreadPool* pool) {
+  if (IsKQuant(w.type)) return RefMatMulKQuant(a, m, w, bias, c, pool);
   const int64_t k = w.cols, n = w.rows;
   std::vector<float> arow(k), wrow(k);
   std::vector<BlockQ8_0> aq(k / kQK8_0 + 1);
@@ -66,6 +68,11 @@ void RefMatMul(const float* a, int64_t m, const MatRef& w, const float* bias, fl
       c[i * n + j] = sum + (bias ? bias[j] : 0.0f);
     }
   }
+}
+
+void RefMatMulMulti(const float* a, int64_t m, int count, const MatRef* w, const float* const* bias,
+                    float* const* c, ThreadPool* pool) {
+  for (int i = 0; i < count; ++i) RefMatMul(a, m, w[i], bias[i], c[i], pool);
 }
 
 void RefGetRows(const MatRef& w, const int32_t* ids, int64_t n, float* out) {
@@ -181,7 +188,7 @@ void RefAttention(const AttentionArgs& a, ThreadPool*) {
 
 const Kernels& ReferenceKernels() {
   static const Kernels k = {
-      "reference", RefMatMul, RefGetRows, RefRmsNorm, RefLayerNorm, RefGeluTanh, RefGeluErf,
+      "reference", RefMatMul, RefMatMulMulti, RefGetRows, RefRmsNorm, RefLayerNorm, RefGeluTanh, RefGeluErf,
       RefSiluMul,  RefAdd,    RefSoftmax, RefRope,    RefAttention,
   };
   return k;

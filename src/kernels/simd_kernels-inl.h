@@ -42,7 +42,14 @@ void MatMul(const float* a, int64_t m, const MatRef& w, const float* bias, float
 // Same numerics as MatMul; only different on AVX3, where Q8_0/Q4_0 use AVX512-VNNI dot products.
 void MatMulVnni(const float* a, int64_t m, const MatRef& w, const float* bias, float* c,
                 ThreadPool* pool);
+// Several matmuls of one input (Kernels::matmul_multi).
+void MatMulMulti(const float* a, int64_t m, int count, const MatRef* w, const float* const* bias,
+                 float* const* c, ThreadPool* pool);
+void MatMulMultiVnni(const float* a, int64_t m, int count, const MatRef* w, const float* const* bias,
+                     float* const* c, ThreadPool* pool);
 void GetRows(const MatRef& w, const int32_t* ids, int64_t n, float* out);
+// Q4_K / Q5_K / Q6_K weights (simd_kquant.cc); MatMul and MatMulVnni route them here.
+void KQuantMatMul(const float* a, int64_t m, const MatRef& w, const float* bias, float* c, ThreadPool* pool);
 void RmsNorm(const float* x, const float* gain, int64_t rows, int64_t dim, float eps, float* out);
 void LayerNorm(const float* x, const float* gain, const float* bias, int64_t rows, int64_t dim,
                float eps, float* out);

@@ -17,10 +17,13 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
 #include "si/base/check.h"
+#include "si/kernels/kquants.h"
 #include "si/kernels/ops.h"
 
 #undef HWY_TARGET_INCLUDE
@@ -29,6 +32,8 @@
 // clang-format off
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
+#include "hwy/aligned_allocator.h"
+#include "hwy/cache_control.h"
 #include "kernels/simd_kernels-inl.h"
 // clang-format on
 
@@ -54,21 +59,35 @@ HWY_INLINE float HalfToFloat(uint16_t h) {
 #endif
 }
 
-// Splits outputs [0, n) into chunks of a multiple of 16 and runs fn(n0, n1) on the pool (caller
-// included). More chunks than threads for load balance: 4 per thread in decode (M = 1, tiny
-// per-chunk work), 2 when each chunk re-reads all of A.
+// Splits the outputs of `count` matmuls (w[i].rows each) into chunks of a multiple of 16 outputs and
+// runs fn(i, n0, n1) for all of them in ONE pool dispatch (caller included): decode runs Q, K and V (or
+// gate and up) as one parallel region. More chunks than threads for load balance: 4 per thread in
+// decode (M = 1, tiny per-chunk work), 2 when each chunk re-reads all of A. Chunks never cross a matrix
+// and are multiples of 16 outputs, so no two threads write the same cache line of a C row (unless N
+// itself is unaligned).
 template <class Fn>
-void RunOverOutputs(int64_t n, int64_t m, ThreadPool* pool, const Fn& fn) {
+void RunOverOutputs(int count, const MatRef* w, int64_t m, ThreadPool* pool, const Fn& fn) {
   const int threads = pool ? pool->num_threads() : 1;
-  if (threads <= 1 || n <= 16) {
-    fn(0, n);
+  int64_t total = 0;
+  for (int i = 0; i < count; ++i) total += w[i].rows;
+  if (threads <= 1 || total <= 16) {
+    for (int i = 0; i < count; ++i) fn(i, int64_t{0}, w[i].rows);
     return;
   }
   const int64_t per_thread = m == 1 ? 4 : 2;
-  int64_t chunk = (n + threads * per_thread - 1) / (threads * per_thread);
+  int64_t chunk = (total + threads * per_thread - 1) / (threads * per_thread);
   chunk = std::max<int64_t>(16, (chunk + 15) / 16 * 16);
-  const int64_t tasks = (n + chunk - 1) / chunk;
-  pool->Run(tasks, [&](int64_t task, int) { fn(task * chunk, std::min(n, (task + 1) * chunk)); });
+  struct Task {
+    int i;
+    int64_t n0, n1;
+  };
+  thread_local std::vector<Task> tasks;
+  tasks.clear();
+  for (int i = 0; i < count; ++i) {
+    for (int64_t n0 = 0; n0 < w[i].rows; n0 += chunk) tasks.push_back({i, n0, std::min(w[i].rows, n0 + chunk)});
+  }
+  const Task* t = tasks.data();
+  pool->Run(static_cast<int64_t>(tasks.size()), [&](int64_t task, int) { fn(t[task].i, t[task].n0, t[task].n1); });
 }
 
 // Runs fn(row) for rows [0, m), in parallel when there are enough rows to be worth a pool dispatch.
@@ -189,31 +208,58 @@ HWY_INLINE void FloatTileRows(int rows, bool first, bool last, const float* a, s
   }
 }
 
+// Blocking of the f32/f16/bf16 prefill loop nest. SI_GEMM_TUNE="kc,slab_kib" overrides the K chunk and the
+// slab size (for measuring; the R x C pairs measured in docs/kernels.md were compiled only while tuning).
+//   AVX2 (Zen 3, 16 ymm): 4 x 3 tile (12 accumulators + 3 weight vectors + 1 activation = 16 registers; 7
+//     loads per 12 FMAs), K chunks of 512 (A block 8 KiB + weight tile 6 KiB per chunk stay in the 32 KiB
+//     L1), slabs of 512 KiB of full weight rows (the 512 KiB L2). Chosen over 4x2/6x2/3x4 and kc 1024 /
+//     slab 256 KiB by alternating runs of kernel_bench (docs/kernels.md).
+//   AVX3: 4 x 4 tile, kc 1024, slab of 256 KiB of K-chunk rows (kept from the AVX-512 Zen 4 measurements of
+//     the previous version; not re-measured: this machine has no AVX-512 now).
+struct FloatBlocking {
+  size_t kc = HWY_TARGET == HWY_AVX2 ? 512 : 1024;
+  size_t slab_bytes = HWY_TARGET == HWY_AVX2 ? 256 * 1024 : 0;  // 0: 256 KiB of K-chunk rows (AVX3 rule)
+  bool pack = std::getenv("SI_GEMM_NOPACK") == nullptr;  // packed prefill path (m >= 4)
+};
+
+constexpr int kPackR = 4;  // rows per packed A block (the kR of every target's packed tile)
+
+const FloatBlocking& Blocking() {
+  static const FloatBlocking b = [] {
+    FloatBlocking f;
+    if (const char* e = std::getenv("SI_GEMM_TUNE")) {
+      unsigned long kc, slab;
+      if (std::sscanf(e, "%lu,%lu", &kc, &slab) == 2 && kc > 0 && kc % 64 == 0) {
+        f.kc = kc;
+        f.slab_bytes = slab * 1024;
+      }
+    }
+    return f;
+  }();
+  return b;
+}
+
 // Rows [0, m) x outputs [n0, n1). Prefill loop nest (m > 1):
-//   slab of weight rows (~256 KiB of their K-chunk parts, stays in L2)
+//   slab of weight rows (slab_bytes of their FULL rows, stays in L2)
 //     block of kR A rows
-//       K chunk (kR A rows x kKChunk floats stay in L1 while every tile of the slab uses them)
-//         R x C register tile; accumulators parked in a per-thread buffer between K chunks.
-// Decode (m = 1) streams each weight row once, unchunked. Measured on this Zen 4 (f32, m = 512,
-// 1 thread, noisy shared machine): ffn_down [2048 x 5632] went from ~50-60 to ~73 GFLOP/s with the
-// K chunks (A was re-streamed from L3 once per 8-row slab before); slabs of 512/768 KiB or K chunks
-// of 2048 were no better or worse.
-template <WKind kW>
-void FloatRange(const float* a, size_t a_stride, int64_t m, const MatRef& w, const float* bias,
-                float* c, int64_t n0, int64_t n1) {
-  constexpr int kR = 4;
-  constexpr int kC = HWY_TARGET <= HWY_AVX3 ? 4 : 2;  // AVX3: 16 accumulators of 32 zmm; else 8.
-  constexpr size_t kKChunk = 1024;
+//       K chunk (kR A rows x kc floats stay in L1 while every tile of the slab uses them)
+//         kR x kC register tile; accumulators parked in a per-thread buffer between K chunks.
+// Decode (m = 1) streams each weight row once, unchunked, 1 x 4 tiles.
+template <WKind kW, int kR, int kC>
+void FloatRangeT(const float* a, size_t a_stride, int64_t m, const MatRef& w, const float* bias,
+                 float* c, int64_t n0, int64_t n1, size_t kc_want, size_t slab_bytes) {
   const DF df;
   const size_t lanes = hn::Lanes(df);
   const size_t k = static_cast<size_t>(w.cols);
   const size_t w_stride = static_cast<size_t>(w.row_bytes());
   const size_t n = static_cast<size_t>(w.rows);
-  const size_t kc = m == 1 ? std::max<size_t>(k, 1) : kKChunk;  // a multiple of any vector length
-  // Weight bytes of one row within one K chunk; the slab of weight rows is ~256 KiB of those.
-  const size_t chunk_bytes =
-      std::max<size_t>(1, w_stride * std::min(kc, k) / std::max<size_t>(k, 1));
-  const int64_t slab = std::max<int64_t>(kC, (256 * 1024 / chunk_bytes) / kC * kC);
+  const size_t kc = m == 1 ? std::max<size_t>(k, 1) : kc_want;  // a multiple of any vector length
+  // Rows per slab: slab_bytes of full weight rows, or (slab_bytes == 0) 256 KiB of their K-chunk parts.
+  const size_t slab_row_bytes =
+      slab_bytes != 0 ? w_stride : std::max<size_t>(1, w_stride * std::min(kc, k) / std::max<size_t>(k, 1));
+  const size_t slab_budget = slab_bytes != 0 ? slab_bytes : 256 * 1024;
+  const int64_t slab =
+      std::max<int64_t>(kC, static_cast<int64_t>(slab_budget / std::max<size_t>(slab_row_bytes, 1)) / kC * kC);
   thread_local std::vector<float> acc_vec;
   if (acc_vec.size() < static_cast<size_t>(slab) * kR * lanes) acc_vec.resize(slab * kR * lanes);
   float* acc_buf = acc_vec.data();
@@ -240,6 +286,136 @@ void FloatRange(const float* a, size_t a_stride, int64_t m, const MatRef& w, con
       }
     }
   }
+}
+
+// Packed prefill micro-kernel: kR A rows x kC weight rows over `steps` vectors of K. ap: the A block packed
+// [step][kR][lanes]; wp: the weight tile packed [step][kC][lanes] (both contiguous: one stream each, no L1
+// set conflicts between rows that are a multiple of 4 KiB apart, which is what unpacked rows of K = 2048 f32
+// are). Same MulAdd sequence per output as FloatTile, so the same bits as decode.
+template <int kR, int kC>
+HWY_INLINE void PackedTile(const float* HWY_RESTRICT ap, const float* HWY_RESTRICT wp, size_t steps,
+                           bool first, bool last, float* HWY_RESTRICT acc_buf, int rows, int cols,
+                           const float* bias, float* HWY_RESTRICT c, size_t c_stride) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  VF acc[kR][kC];
+  for (int r = 0; r < kR; ++r) {
+    for (int j = 0; j < kC; ++j) {
+      acc[r][j] = first ? hn::Zero(df) : hn::Load(df, acc_buf + (r * kC + j) * lanes);
+    }
+  }
+  for (size_t v = 0; v < steps; ++v) {
+    VF wv[kC];
+    for (int j = 0; j < kC; ++j) wv[j] = hn::Load(df, wp + (v * kC + j) * lanes);
+    for (int r = 0; r < kR; ++r) {
+      const VF av = hn::Load(df, ap + (v * kR + r) * lanes);
+      for (int j = 0; j < kC; ++j) acc[r][j] = hn::MulAdd(av, wv[j], acc[r][j]);
+    }
+  }
+  if (!last) {
+    for (int r = 0; r < kR; ++r)
+      for (int j = 0; j < kC; ++j) hn::Store(acc[r][j], df, acc_buf + (r * kC + j) * lanes);
+    return;
+  }
+  for (int r = 0; r < rows; ++r) {
+    for (int j = 0; j < cols; ++j) {
+      const float sum = hn::GetLane(hn::SumOfLanes(df, acc[r][j]));
+      c[r * c_stride + j] = sum + (bias ? bias[j] : 0.0f);
+    }
+  }
+}
+
+// Prefill (m >= 4) with packing. Loop nest:
+//   slab of weight rows (slab_bytes of full rows; packed once per slab, converted to f32, zero-padded to a
+//   multiple of kC rows and of the vector length in K)
+//     block of kR A rows
+//       K chunk of kc: the A block packed [step][kR][lanes] (kR * kc * 4 bytes, L1)
+//         every kR x kC tile of the slab; accumulators parked in acc_buf between K chunks (exact).
+// ap: A packed once per call by PackA: row block ib, step v, row r -> ap[((ib * nsteps + v) * kR + r) * lanes].
+template <WKind kW, int kR, int kC>
+void FloatRangePacked(const float* ap, int64_t m, const MatRef& w, const float* bias,
+                      float* c, int64_t n0, int64_t n1, size_t kc, size_t slab_bytes) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  const size_t k = static_cast<size_t>(w.cols);
+  const size_t kp = (k + lanes - 1) / lanes * lanes;  // == a_stride or less
+  const size_t nsteps = kp / lanes;
+  const size_t w_stride = static_cast<size_t>(w.row_bytes());
+  const size_t n = static_cast<size_t>(w.rows);
+  if (slab_bytes == 0) slab_bytes = 256 * 1024 * (kp / std::min(kc, kp));
+  const int64_t slab = std::max<int64_t>(kC, static_cast<int64_t>(slab_bytes / (kp * 4)) / kC * kC);
+  thread_local hwy::AlignedFreeUniquePtr<float[]> wpack, accs;
+  thread_local size_t wpack_size = 0, accs_size = 0;
+  auto ensure = [](hwy::AlignedFreeUniquePtr<float[]>& p, size_t& size, size_t want) {
+    if (size < want) {
+      p = hwy::AllocateAligned<float>(want);
+      size = want;
+    }
+    return p.get();
+  };
+  float* wp = ensure(wpack, wpack_size, static_cast<size_t>(slab) * kp);
+  float* acc_buf = ensure(accs, accs_size, static_cast<size_t>(slab) * kR * lanes);
+  for (int64_t s0 = n0; s0 < n1; s0 += slab) {
+    const int64_t s1 = std::min(n1, s0 + slab);
+    const int64_t tiles = (s1 - s0 + kC - 1) / kC;
+    // Pack the slab: tile t, step v, row j -> wp[((t * nsteps + v) * kC + j) * lanes].
+    for (int64_t t = 0; t < tiles; ++t) {
+      for (int j = 0; j < kC; ++j) {
+        const int64_t row = s0 + t * kC + j;
+        float* dst = wp + (t * nsteps * kC + j) * lanes;
+        if (row >= s1) {
+          for (size_t v = 0; v < nsteps; ++v) hn::Store(hn::Zero(df), df, dst + v * kC * lanes);
+          continue;
+        }
+        const uint8_t* src = w.row(row);
+        size_t v = 0;
+        for (; (v + 1) * lanes <= k; ++v) hn::Store(LoadW<kW>(df, src, v * lanes), df, dst + v * kC * lanes);
+        if (v < nsteps) hn::Store(LoadWTail<kW>(df, src, v * lanes, k - v * lanes), df, dst + v * kC * lanes);
+      }
+    }
+    for (int64_t i = 0; i < m; i += kR) {
+      const int rows = static_cast<int>(std::min<int64_t>(kR, m - i));
+      for (size_t k0 = 0; k0 < kp; k0 += kc) {
+        const size_t k1 = std::min(kp, k0 + kc);
+        const size_t steps = (k1 - k0) / lanes;
+        const bool first = k0 == 0, last = k1 >= kp;
+        const float* apk = ap + ((i / kR) * nsteps + k0 / lanes) * kR * lanes;
+        for (int64_t t = 0; t < tiles; ++t) {
+          const int64_t j = s0 + t * kC;
+          PackedTile<kR, kC>(apk, wp + (t * nsteps + k0 / lanes) * kC * lanes, steps, first, last,
+                             acc_buf + t * kR * kC * lanes, rows, static_cast<int>(std::min<int64_t>(kC, s1 - j)),
+                             bias ? bias + j : nullptr, c + i * n + j, n);
+        }
+      }
+    }
+  }
+}
+
+// Packed prefill path for m >= 4 (SI_GEMM_NOPACK=1 turns it off, for measuring).
+bool UsePacked(int64_t m) { return m >= 4 && Blocking().pack; }
+
+// packed: A from PackA when UsePacked(m), else null.
+template <WKind kW>
+void FloatRange(const float* a, size_t a_stride, const float* packed, int64_t m, const MatRef& w,
+                const float* bias, float* c, int64_t n0, int64_t n1) {
+  const FloatBlocking& b = Blocking();
+  if (m == 1) return FloatRangeT<kW, 1, 4>(a, a_stride, m, w, bias, c, n0, n1, b.kc, b.slab_bytes);
+  if (packed != nullptr) {
+#if HWY_TARGET <= HWY_AVX3
+    return FloatRangePacked<kW, kPackR, 4>(packed, m, w, bias, c, n0, n1, b.kc, b.slab_bytes);
+#elif HWY_TARGET == HWY_AVX2
+    return FloatRangePacked<kW, kPackR, 3>(packed, m, w, bias, c, n0, n1, b.kc, b.slab_bytes);
+#else
+    return FloatRangePacked<kW, kPackR, 2>(packed, m, w, bias, c, n0, n1, b.kc, b.slab_bytes);
+#endif
+  }
+#if HWY_TARGET <= HWY_AVX3
+  return FloatRangeT<kW, 4, 4>(a, a_stride, m, w, bias, c, n0, n1, b.kc, b.slab_bytes);
+#elif HWY_TARGET == HWY_AVX2
+  return FloatRangeT<kW, 4, 3>(a, a_stride, m, w, bias, c, n0, n1, b.kc, b.slab_bytes);
+#else
+  return FloatRangeT<kW, 4, 2>(a, a_stride, m, w, bias, c, n0, n1, b.kc, b.slab_bytes);
+#endif
 }
 
 // Rounds x to the weight type's precision (ggml converts activations to the weight type): f16 with
@@ -279,31 +455,65 @@ void RoundActivationRow(DType t, const float* x, size_t k, float* out) {
   for (; i < k; ++i) out[i] = F16ToF32(F32ToF16(x[i]));
 }
 
+// Activations as FloatRange reads them: rounded to the weight type (f16 / bf16) or, for f32 weights,
+// the caller's rows as they are unless K is not a multiple of the vector length (then a zero-padded copy).
 template <WKind kW>
-void FloatMatMul(const float* a, int64_t m, const MatRef& w, const float* bias, float* c,
-                 ThreadPool* pool) {
+const float* FloatPrepare(const float* a, int64_t m, size_t k, ThreadPool* pool, size_t* a_stride) {
   const DF df;
   const size_t lanes = hn::Lanes(df);
-  const size_t k = static_cast<size_t>(w.cols);
-  const float* ap = a;
-  size_t a_stride = k;
+  *a_stride = k;
+  if (kW == WKind::kF32 && k % lanes == 0) return a;
   thread_local std::vector<float> buf;
-  if (kW != WKind::kF32 || k % lanes != 0) {
-    a_stride = (k + lanes - 1) / lanes * lanes;
-    float* p = Scratch(buf, static_cast<size_t>(m) * a_stride);
-    ForEachRow(m, pool, [&](int64_t i) {
-      float* dst = p + i * a_stride;
-      if (kW == WKind::kF32) {
-        std::memcpy(dst, a + i * k, k * sizeof(float));
-      } else {
-        RoundActivationRow(kW == WKind::kF16 ? DType::kF16 : DType::kBF16, a + i * k, k, dst);
-      }
-      std::fill(dst + k, dst + a_stride, 0.0f);
-    });
-    ap = p;
+  const size_t stride = (k + lanes - 1) / lanes * lanes;
+  *a_stride = stride;
+  float* p = Scratch(buf, static_cast<size_t>(m) * stride);
+  ForEachRow(m, pool, [&](int64_t i) {
+    float* dst = p + i * stride;
+    if (kW == WKind::kF32) {
+      std::memcpy(dst, a + i * k, k * sizeof(float));
+    } else {
+      RoundActivationRow(kW == WKind::kF16 ? DType::kF16 : DType::kBF16, a + i * k, k, dst);
+    }
+    std::fill(dst + k, dst + stride, 0.0f);
+  });
+  return p;
+}
+
+// Packs A [m, a_stride] (K zero-padded to kp) for FloatRangePacked: [m / kPackR blocks][kp / lanes][kPackR][lanes],
+// rows past m zero. Once per call (every slab of every thread reads it), in parallel for large m.
+const float* PackA(const float* a, size_t a_stride, int64_t m, size_t k, ThreadPool* pool) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  const size_t kp = (k + lanes - 1) / lanes * lanes, nsteps = kp / lanes;
+  const int64_t blocks = (m + kPackR - 1) / kPackR;
+  thread_local hwy::AlignedFreeUniquePtr<float[]> buf;
+  thread_local size_t size = 0;
+  const size_t want = static_cast<size_t>(blocks) * kPackR * kp;
+  if (size < want) {
+    buf = hwy::AllocateAligned<float>(want);
+    size = want;
   }
-  RunOverOutputs(w.rows, m, pool, [&](int64_t n0, int64_t n1) {
-    FloatRange<kW>(ap, a_stride, m, w, bias, c, n0, n1);
+  float* ap = buf.get();
+  ForEachRow(blocks, pool, [&](int64_t ib) {
+    for (size_t v = 0; v < nsteps; ++v) {
+      for (int r = 0; r < kPackR; ++r) {
+        const int64_t row = ib * kPackR + r;
+        const VF av = row < m ? hn::LoadU(df, a + row * a_stride + v * lanes) : hn::Zero(df);
+        hn::Store(av, df, ap + ((ib * nsteps + v) * kPackR + r) * lanes);
+      }
+    }
+  });
+  return ap;
+}
+
+template <WKind kW>
+void FloatMatMulMulti(const float* a, int64_t m, int count, const MatRef* w, const float* const* bias,
+                      float* const* c, ThreadPool* pool) {
+  size_t a_stride;
+  const float* ap = FloatPrepare<kW>(a, m, static_cast<size_t>(w[0].cols), pool, &a_stride);
+  const float* packed = UsePacked(m) ? PackA(ap, a_stride, m, static_cast<size_t>(w[0].cols), pool) : nullptr;
+  RunOverOutputs(count, w, m, pool, [&](int i, int64_t n0, int64_t n1) {
+    FloatRange<kW>(ap, a_stride, packed, m, w[i], bias[i], c[i], n0, n1);
   });
 }
 
@@ -351,35 +561,100 @@ void QuantizeActivationRow(const float* x, size_t k, int8_t* qs, float* d_out) {
 #pragma GCC pop_options
 #endif
 
+// Q8_0 / Q4_0 weights: the activation rows are quantized once (in parallel for large M), laid out
+// for this table's tile once, then every matmul of the group runs over them in one dispatch.
+template <bool kVnni>
+void QuantMatMulMulti(const float* a, int64_t m, int count, const MatRef* w, const float* const* bias,
+                      float* const* c, ThreadPool* pool) {
+  const size_t k = static_cast<size_t>(w[0].cols);
+  SI_CHECK(k % kQK8_0 == 0) << k;
+  thread_local std::vector<int8_t> qbuf;
+  thread_local std::vector<float> dbuf;
+  int8_t* aq = Scratch(qbuf, m * k);
+  float* ad = Scratch(dbuf, m * (k / kQK8_0));
+  ForEachRow(m, pool, [&](int64_t i) {
+    QuantizeActivationRow(a + i * k, k, aq + i * k, ad + i * (k / kQK8_0));
+  });
+  bool need_q4 = false;
+  for (int i = 0; i < count; ++i) need_q4 |= w[i].type == DType::kQ4_0;
+#if HWY_TARGET == HWY_AVX3
+  if (kVnni) {
+    const qvnni::QuantPrepared p = qvnni::QuantPrepare(aq, ad, m, k, need_q4);
+    return RunOverOutputs(count, w, m, pool, [&](int i, int64_t n0, int64_t n1) {
+      qvnni::QuantRangeOf(p, m, w[i], bias[i], c[i], n0, n1);
+    });
+  }
+#endif
+  const qbase::QuantPrepared p = qbase::QuantPrepare(aq, ad, m, k, need_q4);
+  RunOverOutputs(count, w, m, pool, [&](int i, int64_t n0, int64_t n1) {
+    qbase::QuantRangeOf(p, m, w[i], bias[i], c[i], n0, n1);
+  });
+}
+
+enum class Group { kF32, kF16, kBF16, kQuant, kOther };
+
+Group GroupOf(DType t) {
+  switch (t) {
+    case DType::kF32:
+      return Group::kF32;
+    case DType::kF16:
+      return Group::kF16;
+    case DType::kBF16:
+      return Group::kBF16;
+    case DType::kQ8_0:
+    case DType::kQ4_0:
+      return Group::kQuant;
+    default:
+      return Group::kOther;
+  }
+}
+
 template <bool kVnni>
 void MatMulImpl(const float* a, int64_t m, const MatRef& w, const float* bias, float* c,
                 ThreadPool* pool) {
   if (m <= 0 || w.rows <= 0) return;
   switch (w.type) {
     case DType::kF32:
-      return FloatMatMul<WKind::kF32>(a, m, w, bias, c, pool);
+      return FloatMatMulMulti<WKind::kF32>(a, m, 1, &w, &bias, &c, pool);
     case DType::kF16:
-      return FloatMatMul<WKind::kF16>(a, m, w, bias, c, pool);
+      return FloatMatMulMulti<WKind::kF16>(a, m, 1, &w, &bias, &c, pool);
     case DType::kBF16:
-      return FloatMatMul<WKind::kBF16>(a, m, w, bias, c, pool);
+      return FloatMatMulMulti<WKind::kBF16>(a, m, 1, &w, &bias, &c, pool);
     case DType::kQ8_0:
-    case DType::kQ4_0: {
-      const size_t k = static_cast<size_t>(w.cols);
-      SI_CHECK(k % kQK8_0 == 0) << k;
-      thread_local std::vector<int8_t> qbuf;
-      thread_local std::vector<float> dbuf;
-      int8_t* aq = Scratch(qbuf, m * k);
-      float* ad = Scratch(dbuf, m * (k / kQK8_0));
-      ForEachRow(m, pool, [&](int64_t i) {
-        QuantizeActivationRow(a + i * k, k, aq + i * k, ad + i * (k / kQK8_0));
-      });
-#if HWY_TARGET == HWY_AVX3
-      if (kVnni) return qvnni::QuantMatMul(aq, ad, m, w, bias, c, pool);
-#endif
-      return qbase::QuantMatMul(aq, ad, m, w, bias, c, pool);
-    }
+    case DType::kQ4_0:
+      return QuantMatMulMulti<kVnni>(a, m, 1, &w, &bias, &c, pool);
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
+      return KQuantMatMul(a, m, w, bias, c, pool);
     default:
       SI_CHECK(false) << "matmul: unsupported weight dtype " << DTypeName(w.type);
+  }
+}
+
+// `count` matmuls of one input. Fused (one activation preparation, one dispatch) when all weights are in
+// one group (f32 / f16 / bf16 / Q8_0+Q4_0) with equal K; otherwise one MatMulImpl each. Bit-identical to
+// separate calls either way: FloatRange / QuantRangeOf compute every output the same way.
+template <bool kVnni>
+void MatMulMultiImpl(const float* a, int64_t m, int count, const MatRef* w, const float* const* bias,
+                     float* const* c, ThreadPool* pool) {
+  if (m <= 0 || count <= 0) return;
+  const Group g = GroupOf(w[0].type);
+  bool fused = g != Group::kOther;
+  for (int i = 1; i < count; ++i) fused &= GroupOf(w[i].type) == g && w[i].cols == w[0].cols;
+  if (!fused || count == 1) {
+    for (int i = 0; i < count; ++i) MatMulImpl<kVnni>(a, m, w[i], bias[i], c[i], pool);
+    return;
+  }
+  switch (g) {
+    case Group::kF32:
+      return FloatMatMulMulti<WKind::kF32>(a, m, count, w, bias, c, pool);
+    case Group::kF16:
+      return FloatMatMulMulti<WKind::kF16>(a, m, count, w, bias, c, pool);
+    case Group::kBF16:
+      return FloatMatMulMulti<WKind::kBF16>(a, m, count, w, bias, c, pool);
+    default:
+      return QuantMatMulMulti<kVnni>(a, m, count, w, bias, c, pool);
   }
 }
 
@@ -443,7 +718,8 @@ void DequantRow(DType t, const uint8_t* row, size_t n, float* out) {
       return;
     }
     default:
-      SI_CHECK(false) << "get_rows: unsupported dtype " << DTypeName(t);
+      SI_CHECK(DequantizeRowKQuant(t, row, static_cast<int64_t>(n), out))
+          << "get_rows: unsupported dtype " << DTypeName(t);
   }
 }
 
@@ -457,6 +733,16 @@ void MatMul(const float* a, int64_t m, const MatRef& w, const float* bias, float
 void MatMulVnni(const float* a, int64_t m, const MatRef& w, const float* bias, float* c,
                 ThreadPool* pool) {
   MatMulImpl<true>(a, m, w, bias, c, pool);
+}
+
+void MatMulMulti(const float* a, int64_t m, int count, const MatRef* w, const float* const* bias,
+                 float* const* c, ThreadPool* pool) {
+  MatMulMultiImpl<false>(a, m, count, w, bias, c, pool);
+}
+
+void MatMulMultiVnni(const float* a, int64_t m, int count, const MatRef* w, const float* const* bias,
+                     float* const* c, ThreadPool* pool) {
+  MatMulMultiImpl<true>(a, m, count, w, bias, c, pool);
 }
 
 void GetRows(const MatRef& w, const int32_t* ids, int64_t n, float* out) {

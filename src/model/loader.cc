@@ -111,7 +111,7 @@ Result<std::unique_ptr<Model>> Model::FromGguf(std::unique_ptr<GgufFile> file) {
     }
     if (!IsSupportedDType(t->type)) {
       return UnsupportedError("tensor '", name, "' has type ", DTypeName(t->type),
-                              ", which is not supported (supported: f32, f16, bf16, q8_0, q4_0)");
+                              ", which is not supported (supported: f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K)");
     }
     const int64_t rows = AxisSize(c, info.rows), cols = AxisSize(c, info.cols);
     const bool is_matrix = info.rows != Axis::kNone;

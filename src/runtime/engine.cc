@@ -193,6 +193,18 @@ void Engine::RunLayers(std::span<const SeqTokens> batch, int64_t T) {
     const float* bias = b != Role::kNumRoles && m.W(b, l).present() ? m.W(b, l).f32() : nullptr;
     k.matmul(in, T, m.W(w, l).mat, bias, out, pool);
   };
+  // Up to 3 matmuls of the same input (Q/K/V, gate/up): k.matmul_multi quantizes the input once and, in
+  // decode, runs them as one parallel region. Same bits as separate matmul calls.
+  auto matmuls = [&](const float* in, int count, const Role* w, const Role* b, int64_t l, float* const* out) {
+    ScopedTime st(profile_, times_.matmul);
+    MatRef mats[3];
+    const float* biases[3];
+    for (int i = 0; i < count; ++i) {
+      mats[i] = m.W(w[i], l).mat;
+      biases[i] = b[i] != Role::kNumRoles && m.W(b[i], l).present() ? m.W(b[i], l).f32() : nullptr;
+    }
+    k.matmul_multi(in, T, count, mats, biases, out, pool);
+  };
 
   // Attention sub-block: in [T, E] -> out [T, E]. Writes this layer's K/V for the batch into the cache.
   auto attention_block = [&](int64_t l, const float* in, float* out) {
@@ -208,9 +220,9 @@ void Engine::RunLayers(std::span<const SeqTokens> batch, int64_t T) {
       vp = qkv_.data() + QD + KVD;
       kv_row = c.qkv_dim();
     } else {
-      matmul(in, Role::kWq, Role::kBq, l, q_.data());
-      matmul(in, Role::kWk, Role::kBk, l, qkv_.data());
-      matmul(in, Role::kWv, Role::kBv, l, qkv_.data() + T * KVD);
+      const Role w[3] = {Role::kWq, Role::kWk, Role::kWv}, b[3] = {Role::kBq, Role::kBk, Role::kBv};
+      float* const outs[3] = {q_.data(), qkv_.data(), qkv_.data() + T * KVD};
+      matmuls(in, 3, w, b, l, outs);
       kp = qkv_.data();
       vp = qkv_.data() + T * KVD;
       kv_row = KVD;
@@ -239,8 +251,9 @@ void Engine::RunLayers(std::span<const SeqTokens> batch, int64_t T) {
   // FFN sub-block: in [T, E] -> out [T, E].
   auto ffn_block = [&](int64_t l, const float* in, float* out) {
     if (c.ffn == FfnKind::kSwiGlu) {
-      matmul(in, Role::kWgate, Role::kNumRoles, l, gate_.data());
-      matmul(in, Role::kWup, Role::kNumRoles, l, up_.data());
+      const Role w[2] = {Role::kWgate, Role::kWup}, b[2] = {Role::kNumRoles, Role::kNumRoles};
+      float* const outs[2] = {gate_.data(), up_.data()};
+      matmuls(in, 2, w, b, l, outs);
       ScopedTime st(profile_, times_.activation);
       k.silu_mul(gate_.data(), up_.data(), T * F, gate_.data());
     } else {

@@ -1,6 +1,8 @@
 #include "si/tensor/dtype.h"
 
+#include <cctype>
 #include <cmath>
+#include <string>
 
 namespace si {
 
@@ -33,10 +35,18 @@ std::string_view DTypeName(DType t) {
 }
 
 Result<DType> ParseDType(std::string_view name) {
-  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
-    if (DTypeName(t) == name) return t;
+  // Case-insensitive: ggml prints "q4_K", users type "q4_k".
+  auto lower = [](std::string_view s) {
+    std::string r(s);
+    for (char& c : r) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return r;
+  };
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0, DType::kQ4_K,
+                  DType::kQ5_K, DType::kQ6_K}) {
+    if (lower(DTypeName(t)) == lower(name)) return t;
   }
-  return InvalidArgumentError("unknown dtype '", name, "' (expected f32, f16, bf16, q8_0 or q4_0)");
+  return InvalidArgumentError("unknown dtype '", name,
+                              "' (expected f32, f16, bf16, q8_0, q4_0, q4_k, q5_k or q6_k)");
 }
 
 bool IsSupportedDType(DType t) {
@@ -46,6 +56,9 @@ bool IsSupportedDType(DType t) {
     case DType::kBF16:
     case DType::kQ8_0:
     case DType::kQ4_0:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
       return true;
     default:
       return false;
@@ -56,6 +69,10 @@ int64_t DTypeBlockSize(DType t) {
   switch (t) {
     case DType::kQ8_0: return kQK8_0;
     case DType::kQ4_0: return kQK4_0;
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
+    case DType::kQ8_K: return kQK_K;
     default: return 1;
   }
 }
@@ -67,6 +84,10 @@ int64_t DTypeBlockBytes(DType t) {
     case DType::kBF16: return 2;
     case DType::kQ8_0: return sizeof(BlockQ8_0);
     case DType::kQ4_0: return sizeof(BlockQ4_0);
+    case DType::kQ4_K: return sizeof(BlockQ4_K);
+    case DType::kQ5_K: return sizeof(BlockQ5_K);
+    case DType::kQ6_K: return sizeof(BlockQ6_K);
+    case DType::kQ8_K: return sizeof(BlockQ8_K);
     default: return 0;
   }
 }

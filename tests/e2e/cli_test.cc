@@ -104,7 +104,11 @@ TEST_F(Cli, BadInputGivesOneClearError) {
   ExpectCleanError(RunCli("run -m " + model_), "give -p TEXT or --tokens IDS");
   ExpectCleanError(RunCli("make-model --arch mamba --out " + dir_ + "/x.gguf"), "unknown architecture 'mamba'");
   ExpectCleanError(RunCli("make-model --dims layers=2,dim=65,heads=4 --out " + dir_ + "/x.gguf"), "not a multiple");
-  ExpectCleanError(RunCli("make-model --dtype q5_k --out " + dir_ + "/x.gguf"), "unknown dtype");
+  ExpectCleanError(RunCli("make-model --dtype q3_k --out " + dir_ + "/x.gguf"), "unknown dtype");
+  ExpectCleanError(RunCli("make-model --dtype q5_k --out " + dir_ + "/x.gguf"), "not a multiple of the q5_K block");
+  ExpectCleanError(RunCli("quantize " + dir_ + "/missing.gguf " + dir_ + "/y.gguf --type q4_k"), "missing.gguf");
+  ExpectCleanError(RunCli("quantize " + dir_ + "/missing.gguf " + dir_ + "/y.gguf --type q9"),
+                   "unknown quantization type 'q9'");
   Out flag = RunCli("run --no-such-flag");
   EXPECT_NE(flag.code, 0);
   EXPECT_LT(flag.code, 128);

@@ -164,6 +164,71 @@ TEST(MatMul, DeterministicAcrossBatchPositionAndThreads) {
   }
 }
 
+// The packed prefill path (m >= 4) must give the same bits as decode (m = 1) for K that is not a multiple
+// of the vector length or of the K chunk (512), with slabs and tiles cut at every remainder.
+TEST(MatMul, PackedPrefillMatchesDecodeOddK) {
+  ThreadPool pool(2);
+  for (const Kernels* k : AllKernelTargets()) {
+    for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
+      for (int64_t kdim : {9, 517, 1100}) {
+        constexpr int64_t kM = 9, kN = 41;
+        SCOPED_TRACE(testing::Message() << k->name << " " << DTypeName(t) << " k=" << kdim);
+        const test::TestMatrix w = MakeMatrix(t, kN, kdim, 11, 4);
+        const std::vector<float> a = RandomFloats(kM * kdim, 12);
+        std::vector<float> alone(kM * kN), c(kM * kN);
+        for (int64_t i = 0; i < kM; ++i)
+          k->matmul(a.data() + i * kdim, 1, w.ref, nullptr, alone.data() + i * kN, nullptr);
+        for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+          k->matmul(a.data(), kM, w.ref, nullptr, c.data(), p);
+          ASSERT_EQ(0, std::memcmp(c.data(), alone.data(), c.size() * 4));
+        }
+        CheckMatMul(*k, t, kM, kN, kdim, true, &pool, 13);
+        if (HasFatalFailure()) return;
+      }
+    }
+  }
+}
+
+// matmul_multi == separate matmul calls, bit for bit: fused groups (same dtype), mixed dtypes (fallback),
+// decode and prefill, with and without a pool.
+TEST(MatMulMulti, EqualsSeparateCalls) {
+  ThreadPool pool(2);
+  constexpr int64_t kK = 256;
+  const DType combos[][3] = {{DType::kQ8_0, DType::kQ8_0, DType::kQ8_0},
+                             {DType::kQ4_0, DType::kQ8_0, DType::kQ4_0},
+                             {DType::kF32, DType::kF32, DType::kF32},
+                             {DType::kF16, DType::kF16, DType::kF16},
+                             {DType::kF32, DType::kQ8_0, DType::kBF16}};
+  std::vector<const Kernels*> tables = AllKernelTargets();
+  tables.push_back(&ReferenceKernels());
+  for (const Kernels* k : tables) {
+    for (const auto& types : combos) {
+      const int64_t n[3] = {67, 16, 33};
+      std::vector<test::TestMatrix> ws;
+      for (int i = 0; i < 3; ++i) ws.push_back(MakeMatrix(types[i], n[i], kK, 20 + i));
+      const MatRef mats[3] = {ws[0].ref, ws[1].ref, ws[2].ref};
+      const std::vector<float> bias = RandomFloats(67, 30);
+      const float* biases[3] = {bias.data(), nullptr, bias.data()};
+      for (int64_t m : {1, 6}) {
+        const std::vector<float> a = RandomFloats(m * kK, 31 + m);
+        for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+          SCOPED_TRACE(testing::Message() << k->name << " " << DTypeName(types[0]) << " m=" << m);
+          std::vector<float> sep[3], fused[3];
+          float* outs[3];
+          for (int i = 0; i < 3; ++i) {
+            sep[i].resize(m * n[i]);
+            fused[i].assign(m * n[i], NAN);
+            outs[i] = fused[i].data();
+            k->matmul(a.data(), m, mats[i], biases[i], sep[i].data(), p);
+          }
+          k->matmul_multi(a.data(), m, 3, mats, biases, outs, p);
+          for (int i = 0; i < 3; ++i) ASSERT_EQ(0, std::memcmp(sep[i].data(), fused[i].data(), sep[i].size() * 4)) << i;
+        }
+      }
+    }
+  }
+}
+
 TEST(GetRows, AllTargetsExact) {
   for (const Kernels* k : AllKernelTargets()) {
     for (DType t : kAllTypes) {

@@ -174,7 +174,8 @@ TEST_F(GgufErrors, UnknownArchitecture) {
 TEST_F(GgufErrors, UnsupportedTensorTypeNamesTensorAndType) {
   auto f = GgufFile::Parse(bytes_.data(), bytes_.size(), "f.gguf");
   ASSERT_TRUE(f.ok());
-  // Patch the type field of blk.0.attn_q.weight to Q6_K (14) in place: the type follows the name and dims.
+  // Patch the type field of blk.0.attn_q.weight to Q2_K (10, not supported) in place: the type follows the
+  // name and dims.
   const std::string name = "blk.0.attn_q.weight";
   auto b = bytes_;
   auto it = std::search(b.begin(), b.end(), name.begin(), name.end());
@@ -183,11 +184,11 @@ TEST_F(GgufErrors, UnsupportedTensorTypeNamesTensorAndType) {
   uint32_t n_dims;
   std::memcpy(&n_dims, &b[pos], 4);
   pos += 4 + 8 * n_dims;
-  const uint32_t q6k = 14;
-  std::memcpy(&b[pos], &q6k, 4);
+  const uint32_t q2k = 10;
+  std::memcpy(&b[pos], &q2k, 4);
   const std::string e = ErrorOf(b);
   EXPECT_NE(e.find("blk.0.attn_q.weight"), std::string::npos) << e;
-  EXPECT_NE(e.find("q6_K"), std::string::npos) << e;
+  EXPECT_NE(e.find("q2_K"), std::string::npos) << e;
 }
 
 }  // namespace

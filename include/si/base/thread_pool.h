@@ -1,12 +1,20 @@
-// A persistent thread pool: workers spin briefly then sleep, so that per-token dispatch in decode costs
-// microseconds, not a thread creation. The calling thread participates as thread 0.
+// A persistent thread pool for many small parallel regions (decode issues ~10 per layer per token, each
+// a few microseconds to a few hundred). The calling thread participates as thread 0.
+//
+// Cost model (why it is built this way; measurements in docs/kernels.md):
+//   - Workers spin on an epoch counter for kSpinMicros after their last job before they sleep on a futex,
+//     so back-to-back Run() calls inside a token never pay a futex wake (~5-50 us on a loaded machine).
+//   - Tasks are claimed with one fetch_add on a word that packs (num_tasks, next_task); there is no lock
+//     and no per-job handshake. The caller waits only for tasks that were CLAIMED by a worker, never for a
+//     worker to wake up: a sleeping or descheduled worker simply gets nothing and the caller (and the
+//     awake workers) run its share. This is what made 2-thread decode slower than 1 thread before.
+//   - A late worker can never run a stale job: it only runs a task it claimed from the live word, and it
+//     reads the job's function after the claim (release/acquire through the word).
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -23,24 +31,29 @@ class ThreadPool {
   int num_threads() const { return num_threads_; }
 
   // Runs fn(task, thread) for every task in [0, num_tasks) and returns when all are done. Tasks are handed
-  // out dynamically; a kernel that needs a deterministic result must make each task's output independent of
-  // which thread runs it (it always is when tasks write disjoint outputs).
+  // out dynamically (thread is in [0, num_threads()), 0 = the caller); a kernel that needs a deterministic
+  // result must make each task's output independent of which thread runs it (it always is when tasks write
+  // disjoint outputs). Not reentrant: fn must not call Run on the same pool. num_tasks < 2^31.
   void Run(int64_t num_tasks, const std::function<void(int64_t task, int thread)>& fn);
+
+  // How long an idle worker spins before it sleeps.
+  static constexpr int kSpinMicros = 2000;
 
  private:
   void WorkerLoop(int thread);
-  void Work(int thread);
+  // Claims and runs tasks of the current job until none is left; returns how many it ran.
+  int64_t Work(int thread);
 
   int num_threads_;
   std::vector<std::thread> workers_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  const std::function<void(int64_t, int)>* fn_ = nullptr;
-  int64_t num_tasks_ = 0;
-  std::atomic<int64_t> next_task_{0};
-  std::atomic<int> pending_workers_{0};
-  std::atomic<uint64_t> generation_{0};
-  bool stop_ = false;
+
+  // Job word: high 32 bits num_tasks, low 32 bits next task to claim. next >= num_tasks: no job.
+  alignas(64) std::atomic<uint64_t> job_{0};
+  const std::function<void(int64_t, int)>* fn_ = nullptr;  // valid while a task is claimed and unfinished
+  alignas(64) std::atomic<int64_t> finished_{0};           // tasks of the current job run to completion
+  alignas(64) std::atomic<uint32_t> epoch_{0};             // bumped per job; idle workers wait on it
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> stop_{false};
 };
 
 // Runs fn on [0, n) split into `pool->num_threads()` contiguous chunks (or inline when pool is null).

@@ -53,6 +53,11 @@ struct Kernels {
 
   // C[m, N] = A[m, K] * W^T + bias (bias may be null). A: [m, w.cols], C: [m, w.rows].
   void (*matmul)(const float* a, int64_t m, const MatRef& w, const float* bias, float* c, ThreadPool* pool);
+  // count matmuls of the same input: c[i] = A * w[i]^T + bias[i] (bias[i] may be null). Bit-identical to
+  // count matmul calls, but the activation is prepared (rounded / quantized) once and, in decode, all of
+  // them run as one parallel region: Q/K/V, gate/up.
+  void (*matmul_multi)(const float* a, int64_t m, int count, const MatRef* w, const float* const* bias,
+                       float* const* c, ThreadPool* pool);
   // out[i, :] = dequantized row ids[i] of W. out: [n, w.cols]. Ids must be in range (checked by callers).
   void (*get_rows)(const MatRef& w, const int32_t* ids, int64_t n, float* out);
   // out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * gain. x, out: [rows, dim]; out may alias x.

@@ -47,6 +47,53 @@ struct BlockQ4_0 {
 };
 static_assert(sizeof(BlockQ4_0) == 18);
 
+// k-quants: super-blocks of 256 elements (kQK_K) split into sub-blocks with their own scales, quantized
+// relative to one or two fp16 super-block scales. Layouts as in ggml-common.h (QK_K = 256).
+inline constexpr int kQK_K = 256;
+inline constexpr int kKScaleBytes = 12;  // eight 6-bit scales + eight 6-bit mins, packed (see kquants.h)
+
+// 4.5 bits/weight. Sub-block j of 32: x = d * sc_j * q - dmin * m_j, q in [0, 15].
+// qs[32 * (j / 2) + l] holds element 64 * (j / 2) + l in its low nibble and element 64 * (j / 2) + 32 + l in
+// its high nibble.
+struct BlockQ4_K {
+  uint16_t d;                    // fp16 super-block scale for the sub-block scales
+  uint16_t dmin;                 // fp16 super-block scale for the sub-block mins
+  uint8_t scales[kKScaleBytes];  // 6-bit sc_j and m_j, j = 0..7
+  uint8_t qs[kQK_K / 2];         // 4-bit quants
+};
+static_assert(sizeof(BlockQ4_K) == 144);
+
+// 5.5 bits/weight. As Q4_K with a fifth bit per element: q = nibble + 16 * bit, bit j of qh[l] belongs to
+// sub-block j (element 32 * j + l).
+struct BlockQ5_K {
+  uint16_t d;
+  uint16_t dmin;
+  uint8_t scales[kKScaleBytes];
+  uint8_t qh[kQK_K / 8];         // high bits
+  uint8_t qs[kQK_K / 2];         // low 4 bits, packed as in Q4_K
+};
+static_assert(sizeof(BlockQ5_K) == 176);
+
+// 6.5625 bits/weight. Sub-block s of 16: x = d * scales[s] * (q - 32), q in [0, 63]. Per half of 128
+// elements: ql[0..63] hold low nibbles (elements l and l + 64 in ql[l], l + 32 and l + 96 in ql[l + 32]),
+// qh[0..31] the 2 high bits of elements l, l + 32, l + 64, l + 96 at bit offsets 0, 2, 4, 6.
+struct BlockQ6_K {
+  uint8_t ql[kQK_K / 2];
+  uint8_t qh[kQK_K / 4];
+  int8_t scales[kQK_K / 16];
+  uint16_t d;
+};
+static_assert(sizeof(BlockQ6_K) == 210);
+
+// Activations for the k-quant dot products (never stored in files): x = d * qs, plus the sums of each 16
+// quants so that a sub-block's min term costs one multiply.
+struct BlockQ8_K {
+  float d;
+  int8_t qs[kQK_K];
+  int16_t bsums[kQK_K / 16];
+};
+static_assert(sizeof(BlockQ8_K) == 292);
+
 // Name as ggml prints it ("f32", "q8_0", ...) or "type<N>" for unknown numbers.
 std::string_view DTypeName(DType t);
 Result<DType> ParseDType(std::string_view name);

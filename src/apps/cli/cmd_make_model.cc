@@ -44,7 +44,8 @@ SI_REGISTER_COMMAND(make_model, "make-model", "Write a random-weight GGUF model 
                       sub.add_option("--arch", o->arch, "llama, gpt2, falcon or bert")->capture_default_str();
                       sub.add_option("--dims", o->dims,
                                      "preset (" + presets + ") or layers=,dim=,heads=,kv_heads=,ff=,vocab=,ctx=");
-                      sub.add_option("--dtype", o->dtype, "f32, f16, bf16, q8_0 or q4_0")->capture_default_str();
+                      sub.add_option("--dtype", o->dtype, "f32, f16, bf16, q8_0, q4_0, q4_k, q5_k or q6_k (k-quants need dims divisible by 256)")
+                          ->capture_default_str();
                       sub.add_option("--seed", o->seed, "random seed")->capture_default_str();
                       sub.add_option("--out", o->out, "output GGUF file")->required();
                       return [o] { return Run(*o); };

@@ -1,0 +1,181 @@
+// scaleinfer quantize (QuantizeModelFile): which tensor gets which type (from the role table), the int8
+// per-channel encoding, the accuracy of the quantized model's logits against the f32 model, fallbacks and
+// errors. That llama.cpp loads the files and computes the same logits was checked outside the suite (see
+// docs/kernels.md, "k-quants").
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "test_models.h"
+#include "si/model/loader.h"
+#include "si/model/quantize_model.h"
+#include "si/runtime/engine.h"
+
+namespace si {
+namespace {
+
+// 8 layers so that Q4_K_M's layer rule has every case; dims multiples of 256 for the k-quants.
+constexpr char kDims[] = "layers=8,dim=256,heads=4,kv_heads=2,ff=512,vocab=300,ctx=64";
+
+std::string Quantized(const std::string& src, QuantScheme s, QuantizeReport* report = nullptr) {
+  const std::string out = ::testing::TempDir() + "/q_" + QuantSchemeName(s) + "_" +
+                          std::filesystem::path(src).stem().string() + ".gguf";
+  QuantizeReport r;
+  ThreadPool pool(2);
+  Status st = QuantizeModelFile(src, out, s, &pool, &r);
+  EXPECT_TRUE(st.ok()) << st.message();
+  if (report) *report = r;
+  return out;
+}
+
+std::vector<float> Logits(const std::string& path, const std::vector<int32_t>& tokens) {
+  auto model = Model::Load(path);
+  EXPECT_TRUE(model.ok()) << model.status().message();
+  auto engine = Engine::Create(std::shared_ptr<const Model>(std::move(*model)));
+  EXPECT_TRUE(engine.ok());
+  const int seq = (*engine)->NewSequence();
+  SeqTokens st{seq, tokens, true};
+  std::vector<float> logits;
+  Status s = (*engine)->Forward({&st, 1}, &logits);
+  EXPECT_TRUE(s.ok()) << s.message();
+  return logits;
+}
+
+double RelError(const std::vector<float>& a, const std::vector<float>& ref) {
+  double e = 0, r = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    e += (a[i] - ref[i]) * (a[i] - ref[i]);
+    r += ref[i] * ref[i];
+  }
+  return std::sqrt(e / r);
+}
+
+TEST(QuantizeModel, TypesFollowTheRoleTable) {
+  const std::string src = testing::TinyModelPath(Arch::kLlama, DType::kF32, kDims);
+  struct Expect {
+    QuantScheme scheme;
+    DType base, output;
+  };
+  for (const Expect& e : {Expect{QuantScheme::kQ8_0, DType::kQ8_0, DType::kQ8_0},
+                          Expect{QuantScheme::kQ4_0, DType::kQ4_0, DType::kQ4_0},
+                          Expect{QuantScheme::kQ4_K, DType::kQ4_K, DType::kQ6_K},
+                          Expect{QuantScheme::kQ5_K, DType::kQ5_K, DType::kQ6_K},
+                          Expect{QuantScheme::kQ6_K, DType::kQ6_K, DType::kQ6_K},
+                          Expect{QuantScheme::kInt8, DType::kQ8_0, DType::kQ8_0}}) {
+    SCOPED_TRACE(QuantSchemeName(e.scheme));
+    auto m = Model::Load(Quantized(src, e.scheme));
+    ASSERT_TRUE(m.ok()) << m.status().message();
+    const Model& model = **m;
+    for (Role r : {Role::kWq, Role::kWk, Role::kWv, Role::kWo, Role::kWgate, Role::kWup, Role::kWdown}) {
+      for (int64_t l = 0; l < model.config().num_layers; ++l) EXPECT_EQ(model.W(r, l).mat.type, e.base);
+    }
+    EXPECT_EQ(model.W(Role::kTokenEmbd).mat.type, e.base);
+    EXPECT_EQ(model.OutputMatrix().mat.type, e.output);
+    EXPECT_EQ(model.W(Role::kAttnNorm, 0).mat.type, DType::kF32);
+    EXPECT_EQ(model.W(Role::kOutputNorm).mat.type, DType::kF32);
+  }
+}
+
+TEST(QuantizeModel, Q4_K_MGivesMoreBitsToVAndDownInChosenLayers) {
+  const std::string src = testing::TinyModelPath(Arch::kLlama, DType::kF32, kDims);
+  auto m = Model::Load(Quantized(src, QuantScheme::kQ4_K_M));
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  // llama.cpp's rule for 8 layers: layer < 1, layer >= 7, or (layer - 1) % 3 == 2 -> layers 0, 3, 6, 7.
+  for (int64_t l = 0; l < 8; ++l) {
+    const bool more = l == 0 || l == 3 || l == 6 || l == 7;
+    EXPECT_EQ((*m)->W(Role::kWv, l).mat.type, more ? DType::kQ6_K : DType::kQ4_K) << l;
+    EXPECT_EQ((*m)->W(Role::kWdown, l).mat.type, more ? DType::kQ6_K : DType::kQ4_K) << l;
+    EXPECT_EQ((*m)->W(Role::kWq, l).mat.type, DType::kQ4_K) << l;
+  }
+}
+
+TEST(QuantizeModel, Int8HasOneScalePerOutputChannel) {
+  const std::string src = testing::TinyModelPath(Arch::kLlama, DType::kF32, kDims);
+  auto f32 = Model::Load(src);
+  auto q = Model::Load(Quantized(src, QuantScheme::kInt8));
+  ASSERT_TRUE(f32.ok() && q.ok());
+  const MatRef& w = (*q)->W(Role::kWup, 2).mat;
+  const MatRef& ref = (*f32)->W(Role::kWup, 2).mat;
+  for (int64_t r = 0; r < w.rows; ++r) {
+    const auto* blocks = reinterpret_cast<const BlockQ8_0*>(w.row(r));
+    const float* x = reinterpret_cast<const float*>(ref.row(r));
+    float amax = 0;
+    for (int64_t i = 0; i < w.cols; ++i) amax = std::max(amax, std::fabs(x[i]));
+    for (int64_t b = 0; b < w.cols / kQK8_0; ++b) ASSERT_EQ(blocks[b].d, blocks[0].d) << "row " << r;
+    EXPECT_NEAR(F16ToF32(blocks[0].d) * 127, amax, amax * 2e-3) << "row " << r;
+  }
+}
+
+// The quantized model's logits against the f32 model's. This 8-layer random-weight model amplifies weight
+// error about 9-15x into the logits (measured: q8_0 0.079, q6_k 0.18, q5_k 0.33, q4_k 0.62 relative rms for
+// weight errors 0.0054 / 0.017 / 0.036 / 0.071), so the assertions are the order (more bits, closer logits)
+// and a bound on the amplification, not an absolute accuracy.
+TEST(QuantizeModel, LogitErrorOrderedByBits) {
+  const std::string src = testing::TinyModelPath(Arch::kLlama, DType::kF32, kDims);
+  const std::vector<int32_t> tokens = {1, 17, 250, 3, 99, 42, 7, 299};
+  const auto ref = Logits(src, tokens);
+  double prev = 0;
+  for (QuantScheme scheme : {QuantScheme::kQ8_0, QuantScheme::kQ6_K, QuantScheme::kQ5_K, QuantScheme::kQ4_K}) {
+    QuantizeReport rep;
+    const double err = RelError(Logits(Quantized(src, scheme, &rep), tokens), ref);
+    std::printf("%-6s weights rel rms %.4f, logits rel rms %.4f\n", QuantSchemeName(scheme), rep.rel_rms_error,
+                err);
+    EXPECT_GT(rep.rel_rms_error, 0.0);
+    EXPECT_LT(err, 20 * rep.rel_rms_error) << QuantSchemeName(scheme);
+    EXPECT_GT(err, prev) << QuantSchemeName(scheme) << " should be less accurate than the previous format";
+    prev = err;
+  }
+}
+
+TEST(QuantizeModel, FallsBackWhenTheBlockDoesNotDivideTheRow) {
+  const std::string src = testing::TinyModelPath(Arch::kLlama, DType::kF32, "llama-tiny");  // dim 64
+  QuantizeReport rep;
+  auto m = Model::Load(Quantized(src, QuantScheme::kQ4_K, &rep));
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  EXPECT_GT(rep.fallbacks, 0);
+  ASSERT_FALSE(rep.notes.empty());
+  EXPECT_NE(rep.notes[0].find("not a multiple of q4_K's block of 256"), std::string::npos) << rep.notes[0];
+  EXPECT_EQ((*m)->W(Role::kWq, 0).mat.type, DType::kQ8_0);
+}
+
+TEST(QuantizeModel, RequantizingWarns) {
+  const std::string src = testing::TinyModelPath(Arch::kLlama, DType::kQ8_0, kDims);
+  QuantizeReport rep;
+  Quantized(src, QuantScheme::kQ4_K, &rep);
+  EXPECT_GT(rep.requantized, 0);
+  bool warned = false;
+  for (const auto& n : rep.notes) warned |= n.find("already quantized") != std::string::npos;
+  EXPECT_TRUE(warned);
+}
+
+TEST(QuantizeModel, Errors) {
+  const std::string src = testing::TinyModelPath(Arch::kLlama, DType::kF32, kDims);
+  QuantizeReport rep;
+  ThreadPool pool(1);
+  Status same = QuantizeModelFile(src, src, QuantScheme::kQ8_0, &pool, &rep);
+  EXPECT_FALSE(same.ok());
+  EXPECT_NE(same.message().find("is the input file"), std::string::npos) << same.message();
+  EXPECT_FALSE(ParseQuantScheme("q3_k").ok());
+  EXPECT_EQ(ParseQuantScheme("Q4_K_M").value(), QuantScheme::kQ4_K_M);
+
+  // A truncated input: an error naming the problem, and no output file.
+  const std::string bad = ::testing::TempDir() + "/truncated.gguf";
+  {
+    std::ifstream in(src, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    std::ofstream(bad, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 2));
+  }
+  const std::string out = ::testing::TempDir() + "/never_written.gguf";
+  std::filesystem::remove(out);
+  Status st = QuantizeModelFile(bad, out, QuantScheme::kQ8_0, &pool, &rep);
+  EXPECT_FALSE(st.ok());
+  EXPECT_FALSE(std::filesystem::exists(out));
+  Status missing = QuantizeModelFile("/nonexistent/m.gguf", out, QuantScheme::kQ8_0, &pool, &rep);
+  EXPECT_FALSE(missing.ok());
+  EXPECT_NE(missing.message().find("/nonexistent/m.gguf"), std::string::npos) << missing.message();
+}
+
+}  // namespace
+}  // namespace si
