@@ -274,21 +274,10 @@ void QuantizeRowQ8_K(const float* x, int64_t n, BlockQ8_K* out) {
   }
 }
 
-void DequantizeRowQ4_K(const BlockQ4_K* b, int64_t n, float* out) {
-  for (int64_t i = 0; i < n / kQK_K; ++i, out += kQK_K) {
-    const float d = F16ToF32(b[i].d), dmin = F16ToF32(b[i].dmin);
-    for (int j = 0; j < 8; ++j) {
-      uint8_t sc, m;
-      UnpackKScaleMin(b[i].scales, j, &sc, &m);
-      const float ds = d * sc, dm = dmin * m;
-      const uint8_t* q = b[i].qs + 32 * (j / 2);
-      const int shift = 4 * (j % 2);
-      for (int l = 0; l < 32; ++l) out[32 * j + l] = ds * ((q[l] >> shift) & 15) - dm;
-    }
-  }
-}
-
-void DequantizeRowQ5_K(const BlockQ5_K* b, int64_t n, float* out) {
+namespace {
+// Q4_K (kFive = false) and Q5_K share everything but the fifth bit.
+template <bool kFive, typename Block>
+void DequantizeAsym(const Block* b, int64_t n, float* out) {
   for (int64_t i = 0; i < n / kQK_K; ++i, out += kQK_K) {
     const float d = F16ToF32(b[i].d), dmin = F16ToF32(b[i].dmin);
     for (int j = 0; j < 8; ++j) {
@@ -298,12 +287,17 @@ void DequantizeRowQ5_K(const BlockQ5_K* b, int64_t n, float* out) {
       const uint8_t* q = b[i].qs + 32 * (j / 2);
       const int shift = 4 * (j % 2);
       for (int l = 0; l < 32; ++l) {
-        const int v = ((q[l] >> shift) & 15) | (((b[i].qh[l] >> j) & 1) << 4);
+        int v = (q[l] >> shift) & 15;
+        if constexpr (kFive) v |= ((b[i].qh[l] >> j) & 1) << 4;
         out[32 * j + l] = ds * v - dm;
       }
     }
   }
 }
+}  // namespace
+
+void DequantizeRowQ4_K(const BlockQ4_K* b, int64_t n, float* out) { DequantizeAsym<false>(b, n, out); }
+void DequantizeRowQ5_K(const BlockQ5_K* b, int64_t n, float* out) { DequantizeAsym<true>(b, n, out); }
 
 void DequantizeRowQ6_K(const BlockQ6_K* b, int64_t n, float* out) {
   for (int64_t i = 0; i < n / kQK_K; ++i, out += kQK_K) {
