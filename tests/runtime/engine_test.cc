@@ -104,6 +104,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{Arch::kLlama, DType::kBF16, "layers=2,dim=64,heads=4,kv_heads=4,ff=96,vocab=320,ctx=64"},
                       Case{Arch::kLlama, DType::kQ8_0, "layers=2,dim=64,heads=4,kv_heads=1,ff=96,vocab=320,ctx=64"},
                       Case{Arch::kLlama, DType::kQ4_0, "layers=2,dim=64,heads=4,kv_heads=2,ff=96,vocab=320,ctx=64"},
+                      Case{Arch::kLlama, DType::kQ4_K, "layers=2,dim=256,heads=4,kv_heads=2,ff=512,vocab=320,ctx=64"},
+                      Case{Arch::kLlama, DType::kQ6_K, "layers=2,dim=256,heads=4,kv_heads=1,ff=256,vocab=320,ctx=64"},
                       Case{Arch::kGpt2, DType::kF32, "layers=2,dim=64,heads=2,ff=128,vocab=320,ctx=64"},
                       Case{Arch::kFalcon, DType::kQ8_0, "layers=2,dim=64,heads=4,kv_heads=1,ff=128,vocab=320,ctx=64"}),
     CaseName);
