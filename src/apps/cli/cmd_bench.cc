@@ -69,8 +69,7 @@ int RunDist(const Options& o) {
   auto session = Session::Open(o.model, o.dist, {.num_threads = (*threads)[0]},
                                {.batch = o.batch, .prompt = o.prompt, .gen = o.gen});
   if (!session.ok()) {
-    if (!IsRootProcess()) return 1;
-    return PrintError("bench", session.status());
+    return OpenError("bench", session.status());
   }
   Session& s = **session;
   DistEngine& e = *s.dist();

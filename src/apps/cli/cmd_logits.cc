@@ -24,8 +24,7 @@ int Run(const Options& o) {
   auto session = Session::Open(o.model, o.dist, {.num_threads = o.threads},
                                {.batch = 1, .prompt = static_cast<int64_t>(ids->size()), .gen = 0});
   if (!session.ok()) {
-    if (!IsRootProcess()) return 1;
-    return PrintError("logits", session.status());
+    return OpenError("logits", session.status());
   }
   Session& s = **session;
   if (s.config().is_encoder()) {

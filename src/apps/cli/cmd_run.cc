@@ -30,8 +30,7 @@ int Run(const Options& o) {
   auto session = Session::Open(o.model, o.dist, {.num_threads = o.threads, .context_len = o.ctx},
                                {.batch = 1, .prompt = 64, .gen = o.n});
   if (!session.ok()) {
-    if (!IsRootProcess()) return 1;
-    return PrintError("run", session.status());
+    return OpenError("run", session.status());
   }
   Session& e = **session;
   const bool root = e.root();

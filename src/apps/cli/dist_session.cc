@@ -1,8 +1,11 @@
 #include "dist_session.h"
 
 #include <cstdio>
+#include <chrono>
 #include <cstdlib>
+#include <thread>
 
+#include "command.h"
 #include "si/dist/layout_choice.h"
 #include "si/parallel/comm.h"
 
@@ -31,6 +34,12 @@ void DistFlags::Add(CLI::App& sub) {
 bool DistFlags::Requested() const {
   return (mesh_opt && mesh_opt->count()) || (layout_opt && layout_opt->count()) ||
          (attn_opt && attn_opt->count()) || EnvInt("OMPI_COMM_WORLD_SIZE") > 0;
+}
+
+int OpenError(const std::string& command, const Status& status) {
+  if (IsRootProcess()) return PrintError(command, status);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  return 1;
 }
 
 Session::~Session() = default;

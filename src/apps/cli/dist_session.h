@@ -82,4 +82,9 @@ class Session {
 // Prints only on rank 0 of an MPI job (or always in a single process).
 bool IsRootProcess();
 
+// The error exit for a failed Session::Open, which every rank detects alike: rank 0 prints the one error
+// line; the other ranks wait a moment before exiting non-zero, because mpiexec kills the whole job as soon as
+// one rank fails and would otherwise often cut rank 0 off before its line is written (seen as a flaky test).
+int OpenError(const std::string& command, const Status& status);
+
 }  // namespace si::cli
