@@ -172,34 +172,31 @@ void PackKScaleMin(const uint8_t sc[8], const uint8_t m[8], uint8_t* s) {
   }
 }
 
-void QuantizeRowQ4_K(const float* x, int64_t n, BlockQ4_K* out) {
+namespace {
+// Q4_K (kFive = false) and Q5_K: the same fit; Q5_K also stores each value's fifth bit in qh.
+template <bool kFive, typename Block>
+void QuantizeAsym(const float* x, int64_t n, Block* out) {
   SI_CHECK(n % kQK_K == 0) << n;
   uint8_t L[kQK_K];
   for (int64_t b = 0; b < n / kQK_K; ++b, x += kQK_K) {
-    BlockQ4_K& y = out[b];
-    QuantizeSuperBlockAsym(x, 15, &y.d, &y.dmin, y.scales, L);
+    Block& y = out[b];
+    QuantizeSuperBlockAsym(x, kFive ? 31 : 15, &y.d, &y.dmin, y.scales, L);
+    if constexpr (kFive) std::memset(y.qh, 0, sizeof(y.qh));
     for (int p = 0; p < 4; ++p) {  // pair p: sub-blocks 2p (low nibbles) and 2p + 1 (high nibbles)
-      for (int l = 0; l < 32; ++l) y.qs[32 * p + l] = static_cast<uint8_t>(L[64 * p + l] | (L[64 * p + 32 + l] << 4));
-    }
-  }
-}
-
-void QuantizeRowQ5_K(const float* x, int64_t n, BlockQ5_K* out) {
-  SI_CHECK(n % kQK_K == 0) << n;
-  uint8_t L[kQK_K];
-  for (int64_t b = 0; b < n / kQK_K; ++b, x += kQK_K) {
-    BlockQ5_K& y = out[b];
-    QuantizeSuperBlockAsym(x, 31, &y.d, &y.dmin, y.scales, L);
-    std::memset(y.qh, 0, sizeof(y.qh));
-    for (int p = 0; p < 4; ++p) {
       for (int l = 0; l < 32; ++l) {
         const int lo = L[64 * p + l], hi = L[64 * p + 32 + l];
         y.qs[32 * p + l] = static_cast<uint8_t>((lo & 15) | ((hi & 15) << 4));
-        y.qh[l] |= static_cast<uint8_t>(((lo >> 4) << (2 * p)) | ((hi >> 4) << (2 * p + 1)));
+        if constexpr (kFive) {
+          y.qh[l] |= static_cast<uint8_t>(((lo >> 4) << (2 * p)) | ((hi >> 4) << (2 * p + 1)));
+        }
       }
     }
   }
 }
+}  // namespace
+
+void QuantizeRowQ4_K(const float* x, int64_t n, BlockQ4_K* out) { QuantizeAsym<false>(x, n, out); }
+void QuantizeRowQ5_K(const float* x, int64_t n, BlockQ5_K* out) { QuantizeAsym<true>(x, n, out); }
 
 void QuantizeRowQ6_K(const float* x, int64_t n, BlockQ6_K* out) {
   SI_CHECK(n % kQK_K == 0) << n;

@@ -153,7 +153,11 @@ void KQuantMatMul(const float* a, int64_t m, const MatRef& w, const float* bias,
     for (int64_t i = begin; i < end; ++i) QuantizeRowQ8_K(a + i * k, k, aq + i * blocks);
   });
   ParallelFor(pool, n, [&](int64_t begin, int64_t end) {
-    std::vector<int32_t> sumi(blocks), summ(blocks);
+    thread_local std::vector<int32_t> sumi, summ;  // per-super-block integer sums; no allocation per call
+    if (static_cast<int64_t>(sumi.size()) < blocks) {
+      sumi.resize(blocks);
+      summ.resize(blocks);
+    }
     for (int64_t j0 = begin; j0 < end; j0 += kRowTile) {
       const int64_t j1 = std::min(end, j0 + kRowTile);
       for (int64_t i = 0; i < m; ++i) {
