@@ -2,17 +2,17 @@
 // 5632, kv dim 256): decode (m = 1, GEMV: should run at memory bandwidth) and prefill (m = 512:
 // compute bound). Counters: GFLOP/s = 2 m n k / time; GB/s = (weight bytes + activation bytes
 // in/out) / time.
-// The same binary measures the machine side by side with the kernels, so that ratios come from one run on a
-// noisy, shared machine: peak/f32_fma (register-only FMA loop, GFLOP/s), peak/read_bw (streaming read of
-// 512 MiB, GB/s) and pool/run (ThreadPool::Run round trip with empty tasks: the fixed cost per parallel
-// region in decode).
+// The same binary measures the machine side by side with the kernels, so that ratios come from one
+// run on a noisy, shared machine: peak/f32_fma (register-only FMA loop, GFLOP/s), peak/read_bw
+// (streaming read of 512 MiB, GB/s) and pool/run (ThreadPool::Run round trip with empty tasks: the
+// fixed cost per parallel region in decode). attention/prefill512/*: causal attention of a
+// 512-token prompt (GFLOP/s of q.k and p.v).
 //   kernel_bench --benchmark_filter=decode      SI_KERNEL_TARGET=AVX2 kernel_bench
 #include <benchmark/benchmark.h>
 #include <immintrin.h>
 
 #include <atomic>
 #include <cstring>
-
 #include <memory>
 #include <random>
 #include <vector>
@@ -66,6 +66,51 @@ void BM_MatMul(benchmark::State& state, DType t, Shape s, int64_t m, int threads
   state.counters["GB/s"] =
       benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel(k.name);
+}
+
+// Causal prefill attention of one sequence of `tokens` tokens (every query sees keys 0..t), the KV
+// cache laid out as the engine's ([pos, kv_heads * head_dim]). GFLOP/s counts q.k and p.v: 4 *
+// head_dim per (query head, visible key).
+struct AttnShape {
+  const char* name;
+  int64_t heads, kv_heads, head_dim;
+};
+constexpr AttnShape kAttnShapes[] = {{"llama110m", 12, 12, 64}, {"llama1b", 32, 4, 64}};
+
+void BM_Attention(benchmark::State& state, AttnShape s, int64_t tokens, int threads) {
+  std::mt19937 rng(2);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  const int64_t kv_dim = s.kv_heads * s.head_dim;
+  std::vector<float> q(tokens * s.heads * s.head_dim), k(tokens * kv_dim), v(tokens * kv_dim),
+      out(q.size());
+  for (auto* buf : {&q, &k, &v})
+    for (auto& x : *buf) x = dist(rng);
+  std::vector<int32_t> pos(tokens);
+  for (int64_t t = 0; t < tokens; ++t) pos[t] = static_cast<int32_t>(t);
+  AttentionArgs a;
+  a.q = q.data();
+  a.num_tokens = tokens;
+  a.q_pos = pos.data();
+  a.k = k.data();
+  a.v = v.data();
+  a.kv_len = tokens;
+  a.kv_stride = kv_dim;
+  a.num_heads = s.heads;
+  a.num_kv_heads = s.kv_heads;
+  a.head_dim = s.head_dim;
+  a.scale = 0.125f;
+  a.out = out.data();
+  const Kernels& kern = BestKernels();
+  ThreadPool* pool = Pool(threads);
+  for (auto _ : state) {
+    kern.attention(a, pool);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  const double pairs = 0.5 * static_cast<double>(tokens) * (tokens + 1) * s.heads;
+  state.counters["GFLOP/s"] = benchmark::Counter(4.0 * pairs * s.head_dim * 1e-9,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(kern.name);
 }
 
 // 12 independent FMA chains (covers 4-cycle latency x 2-3 pipes) over full vectors.
@@ -145,11 +190,27 @@ int Register() {
   for (int threads : {1, 2}) {
     const std::string t = "/threads:" + std::to_string(threads);
     benchmark::RegisterBenchmark(("peak/f32_fma" + t).c_str(), BM_PeakFma, threads)
-        ->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(0.3);
+        ->Unit(benchmark::kMicrosecond)
+        ->UseRealTime()
+        ->MinTime(0.3);
     benchmark::RegisterBenchmark(("peak/read_bw" + t).c_str(), BM_ReadBandwidth, threads)
-        ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime()
+        ->MinTime(0.5);
     benchmark::RegisterBenchmark(("pool/run" + t).c_str(), BM_PoolRun, threads)
-        ->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(0.3);
+        ->Unit(benchmark::kMicrosecond)
+        ->UseRealTime()
+        ->MinTime(0.3);
+  }
+  for (const AttnShape& s : kAttnShapes) {
+    for (int threads : {1, 2}) {
+      const std::string name =
+          std::string("attention/prefill512/") + s.name + "/threads:" + std::to_string(threads);
+      benchmark::RegisterBenchmark(name.c_str(), BM_Attention, s, 512, threads)
+          ->Unit(benchmark::kMicrosecond)
+          ->UseRealTime()
+          ->MinTime(0.3);
+    }
   }
   for (int64_t m : {1, 512}) {
     for (DType t : kTypes) {

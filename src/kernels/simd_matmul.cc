@@ -59,12 +59,12 @@ HWY_INLINE float HalfToFloat(uint16_t h) {
 #endif
 }
 
-// Splits the outputs of `count` matmuls (w[i].rows each) into chunks of a multiple of 16 outputs and
-// runs fn(i, n0, n1) for all of them in ONE pool dispatch (caller included): decode runs Q, K and V (or
-// gate and up) as one parallel region. More chunks than threads for load balance: 4 per thread in
-// decode (M = 1, tiny per-chunk work), 2 when each chunk re-reads all of A. Chunks never cross a matrix
-// and are multiples of 16 outputs, so no two threads write the same cache line of a C row (unless N
-// itself is unaligned).
+// Splits the outputs of `count` matmuls (w[i].rows each) into chunks of a multiple of 16 outputs
+// and runs fn(i, n0, n1) for all of them in ONE pool dispatch (caller included): decode runs Q, K
+// and V (or gate and up) as one parallel region. More chunks than threads for load balance: 4 per
+// thread in decode (M = 1, tiny per-chunk work), 2 when each chunk re-reads all of A. Chunks never
+// cross a matrix and are multiples of 16 outputs, so no two threads write the same cache line of a
+// C row (unless N itself is unaligned).
 template <class Fn>
 void RunOverOutputs(int count, const MatRef* w, int64_t m, ThreadPool* pool, const Fn& fn) {
   const int threads = pool ? pool->num_threads() : 1;
@@ -84,10 +84,12 @@ void RunOverOutputs(int count, const MatRef* w, int64_t m, ThreadPool* pool, con
   thread_local std::vector<Task> tasks;
   tasks.clear();
   for (int i = 0; i < count; ++i) {
-    for (int64_t n0 = 0; n0 < w[i].rows; n0 += chunk) tasks.push_back({i, n0, std::min(w[i].rows, n0 + chunk)});
+    for (int64_t n0 = 0; n0 < w[i].rows; n0 += chunk)
+      tasks.push_back({i, n0, std::min(w[i].rows, n0 + chunk)});
   }
   const Task* t = tasks.data();
-  pool->Run(static_cast<int64_t>(tasks.size()), [&](int64_t task, int) { fn(t[task].i, t[task].n0, t[task].n1); });
+  pool->Run(static_cast<int64_t>(tasks.size()),
+            [&](int64_t task, int) { fn(t[task].i, t[task].n0, t[task].n1); });
 }
 
 // Runs fn(row) for rows [0, m), in parallel when there are enough rows to be worth a pool dispatch.
@@ -208,17 +210,22 @@ HWY_INLINE void FloatTileRows(int rows, bool first, bool last, const float* a, s
   }
 }
 
-// Blocking of the f32/f16/bf16 prefill loop nest. SI_GEMM_TUNE="kc,slab_kib" overrides the K chunk and the
-// slab size (for measuring; the R x C pairs measured in docs/kernels.md were compiled only while tuning).
-//   AVX2 (Zen 3, 16 ymm): 4 x 3 tile (12 accumulators + 3 weight vectors + 1 activation = 16 registers; 7
-//     loads per 12 FMAs), K chunks of 512 (A block 8 KiB + weight tile 6 KiB per chunk stay in the 32 KiB
-//     L1), slabs of 512 KiB of full weight rows (the 512 KiB L2). Chosen over 4x2/6x2/3x4 and kc 1024 /
-//     slab 256 KiB by alternating runs of kernel_bench (docs/kernels.md).
-//   AVX3: 4 x 4 tile, kc 1024, slab of 256 KiB of K-chunk rows (kept from the AVX-512 Zen 4 measurements of
-//     the previous version; not re-measured: this machine has no AVX-512 now).
+// Blocking of the f32/f16/bf16 prefill loop nest. SI_GEMM_TUNE="kc,slab_kib" overrides the K chunk
+// and the slab size (for measuring; the R x C pairs measured in docs/kernels.md were compiled only
+// while tuning).
+//   AVX2 (Zen 3, 16 ymm): 4 x 3 tile (12 accumulators + 3 weight vectors + 1 activation = 16
+//   registers; 7
+//     loads per 12 FMAs), K chunks of 512 (A block 8 KiB + weight tile 6 KiB per chunk stay in the
+//     32 KiB L1), packed slabs of 256 KiB of K-chunk rows (126 rows of kc 512; half the 512 KiB L2,
+//     the rest for the A stream and the parked accumulators). Measured in docs/kernels.md.
+//   Unpacked path (m = 2, 3, or SI_GEMM_NOPACK): slabs of slab_bytes of FULL rows (0: 256 KiB of
+//   K-chunk rows). AVX3: 4 x 4 tile, kc 1024, 256 KiB of K-chunk rows (kept from the AVX-512 Zen 4
+//   measurements of an
+//     earlier version; not re-measured: this machine has no AVX-512 now).
 struct FloatBlocking {
   size_t kc = HWY_TARGET == HWY_AVX2 ? 512 : 1024;
-  size_t slab_bytes = HWY_TARGET == HWY_AVX2 ? 256 * 1024 : 0;  // 0: 256 KiB of K-chunk rows (AVX3 rule)
+  size_t slab_bytes =
+      HWY_TARGET == HWY_AVX2 ? 256 * 1024 : 0;           // 0: 256 KiB of K-chunk rows (AVX3 rule)
   bool pack = std::getenv("SI_GEMM_NOPACK") == nullptr;  // packed prefill path (m >= 4)
 };
 
@@ -254,12 +261,14 @@ void FloatRangeT(const float* a, size_t a_stride, int64_t m, const MatRef& w, co
   const size_t w_stride = static_cast<size_t>(w.row_bytes());
   const size_t n = static_cast<size_t>(w.rows);
   const size_t kc = m == 1 ? std::max<size_t>(k, 1) : kc_want;  // a multiple of any vector length
-  // Rows per slab: slab_bytes of full weight rows, or (slab_bytes == 0) 256 KiB of their K-chunk parts.
+  // Rows per slab: slab_bytes of full weight rows, or (slab_bytes == 0) 256 KiB of their K-chunk
+  // parts.
   const size_t slab_row_bytes =
-      slab_bytes != 0 ? w_stride : std::max<size_t>(1, w_stride * std::min(kc, k) / std::max<size_t>(k, 1));
+      slab_bytes != 0 ? w_stride
+                      : std::max<size_t>(1, w_stride * std::min(kc, k) / std::max<size_t>(k, 1));
   const size_t slab_budget = slab_bytes != 0 ? slab_bytes : 256 * 1024;
-  const int64_t slab =
-      std::max<int64_t>(kC, static_cast<int64_t>(slab_budget / std::max<size_t>(slab_row_bytes, 1)) / kC * kC);
+  const int64_t slab = std::max<int64_t>(
+      kC, static_cast<int64_t>(slab_budget / std::max<size_t>(slab_row_bytes, 1)) / kC * kC);
   thread_local std::vector<float> acc_vec;
   if (acc_vec.size() < static_cast<size_t>(slab) * kR * lanes) acc_vec.resize(slab * kR * lanes);
   float* acc_buf = acc_vec.data();
@@ -288,10 +297,11 @@ void FloatRangeT(const float* a, size_t a_stride, int64_t m, const MatRef& w, co
   }
 }
 
-// Packed prefill micro-kernel: kR A rows x kC weight rows over `steps` vectors of K. ap: the A block packed
-// [step][kR][lanes]; wp: the weight tile packed [step][kC][lanes] (both contiguous: one stream each, no L1
-// set conflicts between rows that are a multiple of 4 KiB apart, which is what unpacked rows of K = 2048 f32
-// are). Same MulAdd sequence per output as FloatTile, so the same bits as decode.
+// Packed prefill micro-kernel: kR A rows x kC weight rows over `steps` vectors of K. ap: the A
+// block packed [step][kR][lanes]; wp: the weight tile packed [step][kC][lanes] (both contiguous:
+// one stream each, no L1 set conflicts between rows that are a multiple of 4 KiB apart, which is
+// what unpacked rows of K = 2048 f32 are). Same MulAdd sequence per output as FloatTile, so the
+// same bits as decode.
 template <int kR, int kC>
 HWY_INLINE void PackedTile(const float* HWY_RESTRICT ap, const float* HWY_RESTRICT wp, size_t steps,
                            bool first, bool last, float* HWY_RESTRICT acc_buf, int rows, int cols,
@@ -325,25 +335,37 @@ HWY_INLINE void PackedTile(const float* HWY_RESTRICT ap, const float* HWY_RESTRI
   }
 }
 
-// Prefill (m >= 4) with packing. Loop nest:
-//   slab of weight rows (slab_bytes of full rows; packed once per slab, converted to f32, zero-padded to a
-//   multiple of kC rows and of the vector length in K)
-//     block of kR A rows
-//       K chunk of kc: the A block packed [step][kR][lanes] (kR * kc * 4 bytes, L1)
-//         every kR x kC tile of the slab; accumulators parked in acc_buf between K chunks (exact).
-// ap: A packed once per call by PackA: row block ib, step v, row r -> ap[((ib * nsteps + v) * kR + r) * lanes].
+// Prefill (m >= 4) with packing. Loop nest (GotoBLAS-like; every level keeps the exact MulAdd
+// order):
+//   group of up to kGroupRows A rows (bounds the parked accumulators: kGroupRows x slab x lanes
+//   floats)
+//     slab of weight rows (slab_bytes of their kc-long chunks, i.e. slab_bytes / (kc * 4) rows)
+//       K chunk of kc: pack the slab's chunk (converted to f32, zero-padded to a multiple of kC
+//       rows and of the vector length) -> [tile][step][kC][lanes], slab_bytes, stays in L2
+//         block of kR A rows: A chunk packed [step][kR][lanes] (kR * kc * 4 bytes, L1)
+//           every kR x kC tile of the slab; accumulators parked per (A block, tile) between K
+//           chunks.
+// Why this order: a slab of FULL rows holds only 9 rows of K = 5632 in 256 KiB, so all of A was
+// re-read from L3 per 9 outputs (ffn_down ran at 0.26-0.37 of peak). Chunking the slab along K lets
+// ~126 rows share each pass over A; the price is parking 12 accumulator vectors per tile per K
+// chunk (1 load + 1 store per 64 FMAs, from L2/L3), and re-packing each weight chunk once per row
+// group. ap: A packed once per call by PackA: row block ib, step v, row r -> ap[((ib * nsteps + v)
+// * kR + r) * lanes].
+constexpr int64_t kGroupRows = 256;
+
 template <WKind kW, int kR, int kC>
-void FloatRangePacked(const float* ap, int64_t m, const MatRef& w, const float* bias,
-                      float* c, int64_t n0, int64_t n1, size_t kc, size_t slab_bytes) {
+void FloatRangePacked(const float* ap, int64_t m, const MatRef& w, const float* bias, float* c,
+                      int64_t n0, int64_t n1, size_t kc, size_t slab_bytes) {
   const DF df;
   const size_t lanes = hn::Lanes(df);
   const size_t k = static_cast<size_t>(w.cols);
   const size_t kp = (k + lanes - 1) / lanes * lanes;  // == a_stride or less
   const size_t nsteps = kp / lanes;
-  const size_t w_stride = static_cast<size_t>(w.row_bytes());
   const size_t n = static_cast<size_t>(w.rows);
-  if (slab_bytes == 0) slab_bytes = 256 * 1024 * (kp / std::min(kc, kp));
-  const int64_t slab = std::max<int64_t>(kC, static_cast<int64_t>(slab_bytes / (kp * 4)) / kC * kC);
+  kc = std::min(kc, kp);
+  if (slab_bytes == 0) slab_bytes = 256 * 1024;
+  const int64_t slab = std::max<int64_t>(kC, static_cast<int64_t>(slab_bytes / (kc * 4)) / kC * kC);
+  const int64_t max_tiles = slab / kC;
   thread_local hwy::AlignedFreeUniquePtr<float[]> wpack, accs;
   thread_local size_t wpack_size = 0, accs_size = 0;
   auto ensure = [](hwy::AlignedFreeUniquePtr<float[]>& p, size_t& size, size_t want) {
@@ -353,38 +375,53 @@ void FloatRangePacked(const float* ap, int64_t m, const MatRef& w, const float* 
     }
     return p.get();
   };
-  float* wp = ensure(wpack, wpack_size, static_cast<size_t>(slab) * kp);
-  float* acc_buf = ensure(accs, accs_size, static_cast<size_t>(slab) * kR * lanes);
-  for (int64_t s0 = n0; s0 < n1; s0 += slab) {
-    const int64_t s1 = std::min(n1, s0 + slab);
-    const int64_t tiles = (s1 - s0 + kC - 1) / kC;
-    // Pack the slab: tile t, step v, row j -> wp[((t * nsteps + v) * kC + j) * lanes].
-    for (int64_t t = 0; t < tiles; ++t) {
-      for (int j = 0; j < kC; ++j) {
-        const int64_t row = s0 + t * kC + j;
-        float* dst = wp + (t * nsteps * kC + j) * lanes;
-        if (row >= s1) {
-          for (size_t v = 0; v < nsteps; ++v) hn::Store(hn::Zero(df), df, dst + v * kC * lanes);
-          continue;
-        }
-        const uint8_t* src = w.row(row);
-        size_t v = 0;
-        for (; (v + 1) * lanes <= k; ++v) hn::Store(LoadW<kW>(df, src, v * lanes), df, dst + v * kC * lanes);
-        if (v < nsteps) hn::Store(LoadWTail<kW>(df, src, v * lanes, k - v * lanes), df, dst + v * kC * lanes);
-      }
-    }
-    for (int64_t i = 0; i < m; i += kR) {
-      const int rows = static_cast<int>(std::min<int64_t>(kR, m - i));
+  float* wp = ensure(wpack, wpack_size, static_cast<size_t>(slab) * kc);
+  const int64_t group = std::min<int64_t>(m, kGroupRows);
+  const int64_t group_blocks = (group + kR - 1) / kR;
+  // [group block][tile][kR][kC][lanes]: only touched when K has more than one chunk.
+  float* acc_buf = kc < kp ? ensure(accs, accs_size,
+                                    static_cast<size_t>(group_blocks * max_tiles) * kR * kC * lanes)
+                           : nullptr;
+  for (int64_t g0 = 0; g0 < m; g0 += group) {
+    const int64_t g1 = std::min(m, g0 + group);
+    for (int64_t s0 = n0; s0 < n1; s0 += slab) {
+      const int64_t s1 = std::min(n1, s0 + slab);
+      const int64_t tiles = (s1 - s0 + kC - 1) / kC;
       for (size_t k0 = 0; k0 < kp; k0 += kc) {
         const size_t k1 = std::min(kp, k0 + kc);
         const size_t steps = (k1 - k0) / lanes;
         const bool first = k0 == 0, last = k1 >= kp;
-        const float* apk = ap + ((i / kR) * nsteps + k0 / lanes) * kR * lanes;
+        // Pack this chunk of the slab: tile t, step v, row j -> wp[((t * steps + v) * kC + j) *
+        // lanes].
         for (int64_t t = 0; t < tiles; ++t) {
-          const int64_t j = s0 + t * kC;
-          PackedTile<kR, kC>(apk, wp + (t * nsteps + k0 / lanes) * kC * lanes, steps, first, last,
-                             acc_buf + t * kR * kC * lanes, rows, static_cast<int>(std::min<int64_t>(kC, s1 - j)),
-                             bias ? bias + j : nullptr, c + i * n + j, n);
+          for (int j = 0; j < kC; ++j) {
+            const int64_t row = s0 + t * kC + j;
+            float* dst = wp + (t * steps * kC + j) * lanes;
+            if (row >= s1) {
+              for (size_t v = 0; v < steps; ++v) hn::Store(hn::Zero(df), df, dst + v * kC * lanes);
+              continue;
+            }
+            const uint8_t* src = w.row(row);
+            for (size_t v = 0; v < steps; ++v) {
+              const size_t kk = k0 + v * lanes;
+              const VF wv =
+                  kk + lanes <= k ? LoadW<kW>(df, src, kk) : LoadWTail<kW>(df, src, kk, k - kk);
+              hn::Store(wv, df, dst + v * kC * lanes);
+            }
+          }
+        }
+        for (int64_t i = g0; i < g1; i += kR) {
+          const int rows = static_cast<int>(std::min<int64_t>(kR, m - i));
+          const float* apk = ap + ((i / kR) * nsteps + k0 / lanes) * kR * lanes;
+          float* acc_i =
+              acc_buf == nullptr ? nullptr : acc_buf + (i - g0) / kR * max_tiles * kR * kC * lanes;
+          for (int64_t t = 0; t < tiles; ++t) {
+            const int64_t j = s0 + t * kC;
+            PackedTile<kR, kC>(apk, wp + t * steps * kC * lanes, steps, first, last,
+                               acc_i == nullptr ? nullptr : acc_i + t * kR * kC * lanes, rows,
+                               static_cast<int>(std::min<int64_t>(kC, s1 - j)),
+                               bias ? bias + j : nullptr, c + i * n + j, n);
+          }
         }
       }
     }
@@ -455,8 +492,9 @@ void RoundActivationRow(DType t, const float* x, size_t k, float* out) {
   for (; i < k; ++i) out[i] = F16ToF32(F32ToF16(x[i]));
 }
 
-// Activations as FloatRange reads them: rounded to the weight type (f16 / bf16) or, for f32 weights,
-// the caller's rows as they are unless K is not a multiple of the vector length (then a zero-padded copy).
+// Activations as FloatRange reads them: rounded to the weight type (f16 / bf16) or, for f32
+// weights, the caller's rows as they are unless K is not a multiple of the vector length (then a
+// zero-padded copy).
 template <WKind kW>
 const float* FloatPrepare(const float* a, int64_t m, size_t k, ThreadPool* pool, size_t* a_stride) {
   const DF df;
@@ -479,8 +517,9 @@ const float* FloatPrepare(const float* a, int64_t m, size_t k, ThreadPool* pool,
   return p;
 }
 
-// Packs A [m, a_stride] (K zero-padded to kp) for FloatRangePacked: [m / kPackR blocks][kp / lanes][kPackR][lanes],
-// rows past m zero. Once per call (every slab of every thread reads it), in parallel for large m.
+// Packs A [m, a_stride] (K zero-padded to kp) for FloatRangePacked: [m / kPackR blocks][kp /
+// lanes][kPackR][lanes], rows past m zero. Once per call (every slab of every thread reads it), in
+// parallel for large m.
 const float* PackA(const float* a, size_t a_stride, int64_t m, size_t k, ThreadPool* pool) {
   const DF df;
   const size_t lanes = hn::Lanes(df);
@@ -507,11 +546,12 @@ const float* PackA(const float* a, size_t a_stride, int64_t m, size_t k, ThreadP
 }
 
 template <WKind kW>
-void FloatMatMulMulti(const float* a, int64_t m, int count, const MatRef* w, const float* const* bias,
-                      float* const* c, ThreadPool* pool) {
+void FloatMatMulMulti(const float* a, int64_t m, int count, const MatRef* w,
+                      const float* const* bias, float* const* c, ThreadPool* pool) {
   size_t a_stride;
   const float* ap = FloatPrepare<kW>(a, m, static_cast<size_t>(w[0].cols), pool, &a_stride);
-  const float* packed = UsePacked(m) ? PackA(ap, a_stride, m, static_cast<size_t>(w[0].cols), pool) : nullptr;
+  const float* packed =
+      UsePacked(m) ? PackA(ap, a_stride, m, static_cast<size_t>(w[0].cols), pool) : nullptr;
   RunOverOutputs(count, w, m, pool, [&](int i, int64_t n0, int64_t n1) {
     FloatRange<kW>(ap, a_stride, packed, m, w[i], bias[i], c[i], n0, n1);
   });
@@ -564,8 +604,8 @@ void QuantizeActivationRow(const float* x, size_t k, int8_t* qs, float* d_out) {
 // Q8_0 / Q4_0 weights: the activation rows are quantized once (in parallel for large M), laid out
 // for this table's tile once, then every matmul of the group runs over them in one dispatch.
 template <bool kVnni>
-void QuantMatMulMulti(const float* a, int64_t m, int count, const MatRef* w, const float* const* bias,
-                      float* const* c, ThreadPool* pool) {
+void QuantMatMulMulti(const float* a, int64_t m, int count, const MatRef* w,
+                      const float* const* bias, float* const* c, ThreadPool* pool) {
   const size_t k = static_cast<size_t>(w[0].cols);
   SI_CHECK(k % kQK8_0 == 0) << k;
   thread_local std::vector<int8_t> qbuf;
@@ -632,12 +672,13 @@ void MatMulImpl(const float* a, int64_t m, const MatRef& w, const float* bias, f
   }
 }
 
-// `count` matmuls of one input. Fused (one activation preparation, one dispatch) when all weights are in
-// one group (f32 / f16 / bf16 / Q8_0+Q4_0) with equal K; otherwise one MatMulImpl each. Bit-identical to
-// separate calls either way: FloatRange / QuantRangeOf compute every output the same way.
+// `count` matmuls of one input. Fused (one activation preparation, one dispatch) when all weights
+// are in one group (f32 / f16 / bf16 / Q8_0+Q4_0) with equal K; otherwise one MatMulImpl each.
+// Bit-identical to separate calls either way: FloatRange / QuantRangeOf compute every output the
+// same way.
 template <bool kVnni>
-void MatMulMultiImpl(const float* a, int64_t m, int count, const MatRef* w, const float* const* bias,
-                     float* const* c, ThreadPool* pool) {
+void MatMulMultiImpl(const float* a, int64_t m, int count, const MatRef* w,
+                     const float* const* bias, float* const* c, ThreadPool* pool) {
   if (m <= 0 || count <= 0) return;
   const Group g = GroupOf(w[0].type);
   bool fused = g != Group::kOther;
@@ -740,8 +781,8 @@ void MatMulMulti(const float* a, int64_t m, int count, const MatRef* w, const fl
   MatMulMultiImpl<false>(a, m, count, w, bias, c, pool);
 }
 
-void MatMulMultiVnni(const float* a, int64_t m, int count, const MatRef* w, const float* const* bias,
-                     float* const* c, ThreadPool* pool) {
+void MatMulMultiVnni(const float* a, int64_t m, int count, const MatRef* w,
+                     const float* const* bias, float* const* c, ThreadPool* pool) {
   MatMulMultiImpl<true>(a, m, count, w, bias, c, pool);
 }
 

@@ -164,8 +164,9 @@ TEST(MatMul, DeterministicAcrossBatchPositionAndThreads) {
   }
 }
 
-// The packed prefill path (m >= 4) must give the same bits as decode (m = 1) for K that is not a multiple
-// of the vector length or of the K chunk (512), with slabs and tiles cut at every remainder.
+// The packed prefill path (m >= 4) must give the same bits as decode (m = 1) for K that is not a
+// multiple of the vector length or of the K chunk (512), with slabs and tiles cut at every
+// remainder.
 TEST(MatMul, PackedPrefillMatchesDecodeOddK) {
   ThreadPool pool(2);
   for (const Kernels* k : AllKernelTargets()) {
@@ -189,8 +190,28 @@ TEST(MatMul, PackedPrefillMatchesDecodeOddK) {
   }
 }
 
-// matmul_multi == separate matmul calls, bit for bit: fused groups (same dtype), mixed dtypes (fallback),
-// decode and prefill, with and without a pool.
+// Large prefill: more rows than one packed row group (256), more outputs than one slab (126 rows of
+// a 512-float K chunk on AVX2), several K chunks with a partial last one: still decode's bits.
+TEST(MatMul, PackedPrefillMatchesDecodeAcrossGroupsAndSlabs) {
+  ThreadPool pool(2);
+  for (const Kernels* k : AllKernelTargets()) {
+    constexpr int64_t kM = 261, kN = 263, kK = 1100;
+    SCOPED_TRACE(k->name);
+    const test::TestMatrix w = MakeMatrix(DType::kF32, kN, kK, 21, 4);
+    const std::vector<float> a = RandomFloats(kM * kK, 22);
+    const std::vector<float> bias = RandomFloats(kN, 23);
+    std::vector<float> alone(kM * kN), c(kM * kN);
+    for (int64_t i = 0; i < kM; ++i)
+      k->matmul(a.data() + i * kK, 1, w.ref, bias.data(), alone.data() + i * kN, nullptr);
+    for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+      k->matmul(a.data(), kM, w.ref, bias.data(), c.data(), p);
+      ASSERT_EQ(0, std::memcmp(c.data(), alone.data(), c.size() * 4));
+    }
+  }
+}
+
+// matmul_multi == separate matmul calls, bit for bit: fused groups (same dtype), mixed dtypes
+// (fallback), decode and prefill, with and without a pool.
 TEST(MatMulMulti, EqualsSeparateCalls) {
   ThreadPool pool(2);
   constexpr int64_t kK = 256;
@@ -222,7 +243,8 @@ TEST(MatMulMulti, EqualsSeparateCalls) {
             k->matmul(a.data(), m, mats[i], biases[i], sep[i].data(), p);
           }
           k->matmul_multi(a.data(), m, 3, mats, biases, outs, p);
-          for (int i = 0; i < 3; ++i) ASSERT_EQ(0, std::memcmp(sep[i].data(), fused[i].data(), sep[i].size() * 4)) << i;
+          for (int i = 0; i < 3; ++i)
+            ASSERT_EQ(0, std::memcmp(sep[i].data(), fused[i].data(), sep[i].size() * 4)) << i;
         }
       }
     }
