@@ -83,9 +83,72 @@ struct QA {
 };
 
 // R rows of activations x C rows of weights (w0: first weight row, rows w_stride bytes apart).
+// Blocks go in groups of kScaleGroup: the group's scale products dw * da (one f32 multiply each,
+// exactly the value the per-block formula uses) are computed first into a small table, so that the
+// per-(row, output, block) work is sign + maddubs + madd + cvt + one FMA with a broadcast load,
+// instead of also a scalar fp16 convert, a multiply and a register broadcast (8 vs 5 vector ALU
+// ops; measured in docs/kernels.md). Same numbers as before, in the same order.
+constexpr size_t kScaleGroup = 8;
+
 template <bool kQ4, int R, int C>
 HWY_INLINE void QuantTile(const QA& a, size_t k, const uint8_t* HWY_RESTRICT w0, size_t w_stride,
                           const float* bias, float* HWY_RESTRICT c, size_t c_stride) {
+  const DQ dq;
+  using VQ = hn::Vec<DQ>;
+  constexpr size_t kBlockBytes = kQ4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
+  const size_t nblocks = k / kQK8_0;
+  VQ acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < C; ++j) acc[r][j] = hn::Zero(dq);
+  HWY_ALIGN float scale[R][C][kScaleGroup];
+  for (size_t b0 = 0; b0 < nblocks; b0 += kScaleGroup) {
+    const size_t nb = std::min(kScaleGroup, nblocks - b0);
+    float dw[C][kScaleGroup];
+    for (int j = 0; j < C; ++j) {
+      const uint8_t* blk = w0 + j * w_stride + b0 * kBlockBytes;
+      for (size_t u = 0; u < nb; ++u) {
+        uint16_t dbits;
+        std::memcpy(&dbits, blk + u * kBlockBytes, 2);
+        dw[j][u] = HalfToFloat(dbits);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const float* da = a.d + r * a.d_stride + b0;
+      for (int j = 0; j < C; ++j)
+        for (size_t u = 0; u < nb; ++u) scale[r][j][u] = dw[j][u] * da[u];
+    }
+    for (size_t u = 0; u < nb; ++u) {
+      const size_t b = b0 + u;
+      I8x32 wv[C], wabs[C];
+      for (int j = 0; j < C; ++j) {
+        const uint8_t* blk = w0 + j * w_stride + b * kBlockBytes;
+        wv[j] = kQ4 ? UnpackQ4(blk + 2) : LoadI8x32(reinterpret_cast<const int8_t*>(blk + 2));
+        wabs[j] = AbsI8(wv[j]);
+      }
+      for (int r = 0; r < R; ++r) {
+        const I8x32 av = LoadI8x32(a.q + r * a.q_stride + b * kQK8_0);
+        for (int j = 0; j < C; ++j) {
+          acc[r][j] =
+              hn::MulAdd(DotI8(wabs[j], SignI8(av, wv[j])), hn::Set(dq, scale[r][j][u]), acc[r][j]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int j = 0; j < C; ++j) {
+      const float sum = hn::GetLane(hn::SumOfLanes(dq, acc[r][j]));
+      c[r * c_stride + j] = sum + (bias ? bias[j] : 0.0f);
+    }
+  }
+}
+
+// Decode (R = 1) tile: R rows of activations x C rows of weights (w0: first weight row, rows
+// w_stride bytes apart). The grouped-scale tile below measured slower here (memory-bound;
+// docs/kernels.md).
+template <bool kQ4, int R, int C>
+HWY_INLINE void QuantTileDecode(const QA& a, size_t k, const uint8_t* HWY_RESTRICT w0,
+                                size_t w_stride, const float* bias, float* HWY_RESTRICT c,
+                                size_t c_stride) {
   const DQ dq;
   using VQ = hn::Vec<DQ>;
   constexpr size_t kBlockBytes = kQ4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
@@ -99,10 +162,11 @@ HWY_INLINE void QuantTile(const QA& a, size_t k, const uint8_t* HWY_RESTRICT w0,
     for (int j = 0; j < C; ++j) {
       const uint8_t* blk = w0 + j * w_stride + b * kBlockBytes;
       if constexpr (R == 1) {
-        // Decode streams C rows at once, C * K bytes: for short rows (K = 2048: 34 lines per row) the
-        // hardware prefetcher restarts every tile and each restart costs a DRAM latency. Prefetch the
-        // same block of the NEXT tile's rows (one tile ahead, ~1 us) so the streams never restart cold.
-        // Measured in docs/kernels.md (decode ffn_up Q8_0). Past the last row it is a harmless hint.
+        // Decode streams C rows at once, C * K bytes: for short rows (K = 2048: 34 lines per row)
+        // the hardware prefetcher restarts every tile and each restart costs a DRAM latency.
+        // Prefetch the same block of the NEXT tile's rows (one tile ahead, ~1 us) so the streams
+        // never restart cold. Measured in docs/kernels.md (decode ffn_up Q8_0). Past the last row
+        // it is a harmless hint.
         hwy::Prefetch(blk + C * w_stride);
       }
       uint16_t dbits;
@@ -131,7 +195,11 @@ struct BaseTile {
   template <bool kQ4, int R, int C>
   static HWY_INLINE void Run(const QA& a, size_t k, const uint8_t* w0, size_t w_stride,
                              const float* bias, float* c, size_t c_stride) {
-    QuantTile<kQ4, R, C>(a, k, w0, w_stride, bias, c, c_stride);
+    if constexpr (R == 1) {
+      QuantTileDecode<kQ4, R, C>(a, k, w0, w_stride, bias, c, c_stride);
+    } else {
+      QuantTile<kQ4, R, C>(a, k, w0, w_stride, bias, c, c_stride);
+    }
   }
   static constexpr int kR = 4;
   static constexpr int kC =
@@ -283,8 +351,9 @@ void QuantRange(const QA& a, int64_t m, const MatRef& w, const float* bias, floa
   }
 }
 
-// Activations as this table's tiles read them, prepared once per call (and shared by every matmul of
-// the same input, see MatMulMulti). Buffers are thread_local to the calling thread; workers only read.
+// Activations as this table's tiles read them, prepared once per call (and shared by every matmul
+// of the same input, see MatMulMulti). Buffers are thread_local to the calling thread; workers only
+// read.
 struct QuantPrepared {
   QA q8;  // for Q8_0 weights
   QA q4;  // for Q4_0 weights (VNNI: permuted copy; base: same as q8)

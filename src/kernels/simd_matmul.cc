@@ -61,10 +61,19 @@ HWY_INLINE float HalfToFloat(uint16_t h) {
 
 // Splits the outputs of `count` matmuls (w[i].rows each) into chunks of a multiple of 16 outputs
 // and runs fn(i, n0, n1) for all of them in ONE pool dispatch (caller included): decode runs Q, K
-// and V (or gate and up) as one parallel region. More chunks than threads for load balance: 4 per
+// and V (or gate and up) as one parallel region. More chunks than threads for load balance: 16 per
 // thread in decode (M = 1, tiny per-chunk work), 2 when each chunk re-reads all of A. Chunks never
 // cross a matrix and are multiples of 16 outputs, so no two threads write the same cache line of a
 // C row (unless N itself is unaligned).
+// Decode chunks per thread: the last chunk to finish leaves the other threads idle for about half a
+// chunk, so coarse chunks cost (1 / (2 * chunks)) of every GEMV; each chunk costs one atomic claim
+// (~50 ns). SI_DECODE_CHUNKS overrides it (for measuring; docs/kernels.md).
+const int64_t kDecodeChunksPerThread = [] {
+  const char* e = std::getenv("SI_DECODE_CHUNKS");
+  const long v = e ? std::atol(e) : 0;
+  return v > 0 && v <= 256 ? static_cast<int64_t>(v) : int64_t{16};
+}();
+
 template <class Fn>
 void RunOverOutputs(int count, const MatRef* w, int64_t m, ThreadPool* pool, const Fn& fn) {
   const int threads = pool ? pool->num_threads() : 1;
@@ -74,7 +83,7 @@ void RunOverOutputs(int count, const MatRef* w, int64_t m, ThreadPool* pool, con
     for (int i = 0; i < count; ++i) fn(i, int64_t{0}, w[i].rows);
     return;
   }
-  const int64_t per_thread = m == 1 ? 4 : 2;
+  const int64_t per_thread = m == 1 ? kDecodeChunksPerThread : 2;
   int64_t chunk = (total + threads * per_thread - 1) / (threads * per_thread);
   chunk = std::max<int64_t>(16, (chunk + 15) / 16 * 16);
   struct Task {

@@ -1,16 +1,17 @@
-// Roofline probes. f32 FMA throughput and read bandwidth use Highway (compiled per target, the best one runs);
-// int8 and bf16 dot-product throughput use the AVX512_VNNI / AVX512_BF16 instructions directly through
-// target attributes, because Highway 1.0.3 has no int8 dot-product op and they are what the quantized
-// kernels use. Each probe keeps its accumulators in registers (independent chains, enough to cover the FMA
-// latency x issue width), so it measures the arithmetic units, not memory.
+// Roofline probes. f32 FMA throughput and read bandwidth use Highway (compiled per target, the best
+// one runs); int8 and bf16 dot-product throughput use the AVX512_VNNI / AVX512_BF16 instructions
+// directly through target attributes, because Highway 1.0.3 has no int8 dot-product op and they are
+// what the quantized kernels use. Each probe keeps its accumulators in registers (independent
+// chains, enough to cover the FMA latency x issue width), so it measures the arithmetic units, not
+// memory.
 #include "si/perf/roofline.h"
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <fstream>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -36,12 +37,21 @@ double FmaProbe(int64_t iters, float* sink) {
   auto a8 = hn::Set(d, 1.8f), a9 = hn::Set(d, 1.9f), a10 = hn::Set(d, 2.0f), a11 = hn::Set(d, 2.1f);
   const auto m = hn::Set(d, 0.999999f), c = hn::Set(d, 1e-7f);
   for (int64_t i = 0; i < iters; ++i) {
-    a0 = hn::MulAdd(a0, m, c); a1 = hn::MulAdd(a1, m, c); a2 = hn::MulAdd(a2, m, c);
-    a3 = hn::MulAdd(a3, m, c); a4 = hn::MulAdd(a4, m, c); a5 = hn::MulAdd(a5, m, c);
-    a6 = hn::MulAdd(a6, m, c); a7 = hn::MulAdd(a7, m, c); a8 = hn::MulAdd(a8, m, c);
-    a9 = hn::MulAdd(a9, m, c); a10 = hn::MulAdd(a10, m, c); a11 = hn::MulAdd(a11, m, c);
+    a0 = hn::MulAdd(a0, m, c);
+    a1 = hn::MulAdd(a1, m, c);
+    a2 = hn::MulAdd(a2, m, c);
+    a3 = hn::MulAdd(a3, m, c);
+    a4 = hn::MulAdd(a4, m, c);
+    a5 = hn::MulAdd(a5, m, c);
+    a6 = hn::MulAdd(a6, m, c);
+    a7 = hn::MulAdd(a7, m, c);
+    a8 = hn::MulAdd(a8, m, c);
+    a9 = hn::MulAdd(a9, m, c);
+    a10 = hn::MulAdd(a10, m, c);
+    a11 = hn::MulAdd(a11, m, c);
   }
-  auto s = hn::Add(hn::Add(hn::Add(a0, a1), hn::Add(a2, a3)), hn::Add(hn::Add(a4, a5), hn::Add(a6, a7)));
+  auto s =
+      hn::Add(hn::Add(hn::Add(a0, a1), hn::Add(a2, a3)), hn::Add(hn::Add(a4, a5), hn::Add(a6, a7)));
   s = hn::Add(s, hn::Add(hn::Add(a8, a9), hn::Add(a10, a11)));
   *sink += hn::GetLane(s);
   return 2.0 * 12 * static_cast<double>(hn::Lanes(d)) * static_cast<double>(iters);
@@ -80,7 +90,8 @@ namespace {
 
 #if defined(__x86_64__)
 // int8 ops (multiply + add counted as 2) of `iters` rounds of 8 independent vpdpbusd chains.
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) double VnniProbe(int64_t iters, float* sink) {
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) double VnniProbe(int64_t iters,
+                                                                        float* sink) {
   __m512i acc[8];
   for (int i = 0; i < 8; ++i) acc[i] = _mm512_set1_epi32(i);
   const __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-2);
@@ -91,6 +102,26 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) double VnniProbe(int64_t 
   for (int j = 1; j < 8; ++j) s = _mm512_add_epi32(s, acc[j]);
   *sink += static_cast<float>(_mm512_reduce_add_epi32(s));
   return 2.0 * 64 * 8 * static_cast<double>(iters);
+}
+
+// int8 ops of the AVX2 integer dot product the non-VNNI quantized kernels use (matmul_quant-inl.h):
+// per 32 int8 pairs one vpmaddubsw (u8 x s8 -> i16 pair sums) + one vpmaddwd (-> i32) + one vpaddd,
+// 8 chains. Not a single dot-product instruction, but the fastest exact int8 dot product these CPUs
+// have.
+__attribute__((target("avx2"))) double Avx2Int8Probe(int64_t iters, float* sink) {
+  __m256i acc[8];
+  for (int i = 0; i < 8; ++i) acc[i] = _mm256_set1_epi32(i);
+  __m256i a = _mm256_set1_epi8(3);
+  const __m256i b = _mm256_set1_epi8(-2), ones = _mm256_set1_epi16(1);
+  for (int64_t i = 0; i < iters; ++i) {
+    for (int j = 0; j < 8; ++j)
+      acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones));
+    __asm__ volatile("" : "+x"(a));  // keeps the products inside the loop
+  }
+  __m256i s = acc[0];
+  for (int j = 1; j < 8; ++j) s = _mm256_add_epi32(s, acc[j]);
+  *sink += static_cast<float>(_mm256_extract_epi32(s, 0));
+  return 2.0 * 32 * 8 * static_cast<double>(iters);
 }
 
 __attribute__((target("avx512f,avx512bf16"))) double Bf16Probe(int64_t iters, float* sink) {
@@ -107,7 +138,8 @@ __attribute__((target("avx512f,avx512bf16"))) double Bf16Probe(int64_t iters, fl
 }
 #endif
 
-// Runs `probe(thread)` on `threads` threads at once, for about `seconds`, best of 3; returns units/s.
+// Runs `probe(thread)` on `threads` threads at once, for about `seconds`, best of 3; returns
+// units/s.
 template <typename Probe>
 double Throughput(ThreadPool& pool, int threads, double seconds, Probe probe) {
   double best = 0;
@@ -170,7 +202,8 @@ const RooflinePoint* Roofline::AtThreads(int threads) const {
 }
 
 Roofline MeasureRoofline(int max_threads) {
-  if (max_threads <= 0) max_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (max_threads <= 0)
+    max_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   Roofline r;
   r.cpu = CpuName();
   {
@@ -191,7 +224,8 @@ Roofline MeasureRoofline(int max_threads) {
   }
   // Bandwidth buffer: 8x the last-level cache, at least 512 MiB, so the read streams from DRAM.
   const int64_t llc = std::max<int64_t>(r.caches.count("l3") ? r.caches["l3"] : 0, 32 << 20);
-  const int64_t n = std::max<int64_t>(8 * llc, int64_t{512} << 20) / static_cast<int64_t>(sizeof(float));
+  const int64_t n =
+      std::max<int64_t>(8 * llc, int64_t{512} << 20) / static_cast<int64_t>(sizeof(float));
   std::vector<float> buf(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) buf[i] = static_cast<float>(i & 1023);
   float sink = 0;
@@ -200,13 +234,20 @@ Roofline MeasureRoofline(int max_threads) {
     RooflinePoint p;
     p.threads = t;
     std::vector<float> sinks(t, 0.0f);
-    p.peak_flops["f32"] = Throughput(pool, t, 0.2, [&](int th) { return HWY_DYNAMIC_DISPATCH(FmaProbe)(1 << 16, &sinks[th]); });
+    p.peak_flops["f32"] = Throughput(
+        pool, t, 0.2, [&](int th) { return HWY_DYNAMIC_DISPATCH(FmaProbe)(1 << 16, &sinks[th]); });
 #if defined(__x86_64__)
     if (__builtin_cpu_supports("avx512vnni")) {
-      p.peak_flops["int8"] = Throughput(pool, t, 0.2, [&](int th) { return VnniProbe(1 << 16, &sinks[th]); });
+      p.peak_flops["int8"] =
+          Throughput(pool, t, 0.2, [&](int th) { return VnniProbe(1 << 16, &sinks[th]); });
+    }
+    if (__builtin_cpu_supports("avx2")) {
+      p.peak_flops["int8_avx2"] =
+          Throughput(pool, t, 0.2, [&](int th) { return Avx2Int8Probe(1 << 16, &sinks[th]); });
     }
     if (__builtin_cpu_supports("avx512bf16")) {
-      p.peak_flops["bf16"] = Throughput(pool, t, 0.2, [&](int th) { return Bf16Probe(1 << 16, &sinks[th]); });
+      p.peak_flops["bf16"] =
+          Throughput(pool, t, 0.2, [&](int th) { return Bf16Probe(1 << 16, &sinks[th]); });
     }
 #endif
     // Each thread streams its own contiguous slice once per call.
@@ -230,15 +271,17 @@ std::string RooflineToJson(const Roofline& r) {
   j["caches"] = r.caches;
   j["threads"] = nlohmann::json::array();
   for (const auto& p : r.points) {
-    j["threads"].push_back({{"threads", p.threads}, {"mem_bw", p.mem_bw}, {"peak_flops", p.peak_flops}});
+    j["threads"].push_back(
+        {{"threads", p.threads}, {"mem_bw", p.mem_bw}, {"peak_flops", p.peak_flops}});
   }
   // The best over thread counts, for readers that want one number per quantity.
   nlohmann::json best = {{"mem_bw", r.best_mem_bw()}};
-  for (const char* k : {"f32", "bf16", "int8"}) {
+  for (const char* k : {"f32", "bf16", "int8", "int8_avx2"}) {
     if (r.best_peak(k) > 0) best["peak_flops"][k] = r.best_peak(k);
   }
   j["best"] = best;
-  // The fields the planner's `local` hardware spec reads (src/analysis/hardware.cc): one machine, no network.
+  // The fields the planner's `local` hardware spec reads (src/analysis/hardware.cc): one machine,
+  // no network.
   j["name"] = "local";
   j["description"] = "measured by scaleinfer roofline on " + r.cpu;
   j["peak_flops"] = best["peak_flops"];

@@ -14,7 +14,8 @@ namespace si {
 struct RooflinePoint {
   int threads = 1;
   double mem_bw = 0;                         // bytes/s, streaming read of a buffer >> last-level cache
-  std::map<std::string, double> peak_flops;  // "f32" (FMA), "bf16" (AVX512_BF16 dot), "int8" (VNNI dot): ops/s
+  std::map<std::string, double> peak_flops;  // "f32" (FMA), "bf16" (AVX512_BF16 dot), "int8" (VNNI dot),
+                                              // "int8_avx2" (vpmaddubsw + vpmaddwd): ops/s
 };
 
 struct Roofline {

@@ -1,5 +1,5 @@
-// scaleinfer roofline [--threads N] [--json] [--refresh]: this machine's memory read bandwidth and peak
-// arithmetic throughput per thread count, cached for bench and the planner's `local` hardware.
+// scaleinfer roofline [--threads N] [--json] [--refresh]: this machine's memory read bandwidth and
+// peak arithmetic throughput per thread count, cached for bench and the planner's `local` hardware.
 #include <cstdio>
 
 #include "command.h"
@@ -24,25 +24,38 @@ int Run(const Options& o) {
   }
   std::printf("cpu        %s\n", r->cpu.c_str());
   std::printf("memory     %.1f GiB", r->mem_capacity_bytes / 1073741824.0);
-  for (const auto& [k, v] : r->caches) std::printf(", %s %lld KiB", k.c_str(), static_cast<long long>(v / 1024));
+  for (const auto& [k, v] : r->caches)
+    std::printf(", %s %lld KiB", k.c_str(), static_cast<long long>(v / 1024));
   std::printf("\n%s %s (%s)\n\n", measured ? "measured" : "cached  ", r->measured_at.c_str(),
               RooflineCachePath().c_str());
-  std::printf("%8s %14s %16s %16s %16s %14s\n", "threads", "read GB/s", "f32 FMA GFLOP/s", "bf16 GFLOP/s",
-              "int8 GOP/s", "f32 ridge F/B");
+  // "-" where the CPU lacks the instructions (bf16: AVX512_BF16; int8 VNNI: AVX512_VNNI; int8 AVX2:
+  // AVX2).
+  std::printf("%8s %12s %14s %14s %16s %16s %10s\n", "threads", "read GB/s", "f32 FMA GF/s",
+              "bf16 GF/s", "int8 VNNI GOP/s", "int8 AVX2 GOP/s", "ridge F/B");
   for (const auto& p : r->points) {
-    auto get = [&](const char* k) { auto it = p.peak_flops.find(k); return it == p.peak_flops.end() ? 0.0 : it->second; };
-    std::printf("%8d %14.2f %16.1f %16.1f %16.1f %14.1f\n", p.threads, p.mem_bw / 1e9, get("f32") / 1e9,
-                get("bf16") / 1e9, get("int8") / 1e9, get("f32") / p.mem_bw);
+    auto col = [&](const char* k, int width) {
+      auto it = p.peak_flops.find(k);
+      if (it == p.peak_flops.end()) return std::string(width - 1, ' ') + "-";
+      char buf[32];
+      std::snprintf(buf, sizeof(buf), "%*.1f", width, it->second / 1e9);
+      return std::string(buf);
+    };
+    std::printf("%8d %12.2f %s %s %s %s %10.1f\n", p.threads, p.mem_bw / 1e9,
+                col("f32", 14).c_str(), col("bf16", 14).c_str(), col("int8", 16).c_str(),
+                col("int8_avx2", 16).c_str(),
+                p.peak_flops.count("f32") ? p.peak_flops.at("f32") / p.mem_bw : 0.0);
   }
   return 0;
 }
 
 }  // namespace
 
-SI_REGISTER_COMMAND(roofline, "roofline", "Measure memory bandwidth and peak FLOP/s of this machine (cached)", 70,
+SI_REGISTER_COMMAND(roofline, "roofline",
+                    "Measure memory bandwidth and peak FLOP/s of this machine (cached)", 70,
                     [](CLI::App& sub) -> CommandRunner {
                       auto o = std::make_shared<Options>();
-                      sub.add_option("-t,--threads", o->threads, "measure 1..N threads (0: all cores)");
+                      sub.add_option("-t,--threads", o->threads,
+                                     "measure 1..N threads (0: all cores)");
                       sub.add_flag("--json", o->json, "print the cached JSON");
                       sub.add_flag("--refresh", o->refresh, "measure again even if cached");
                       return [o] { return Run(*o); };
