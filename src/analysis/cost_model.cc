@@ -175,7 +175,10 @@ void AddCollective(const Ctx& c, std::string kind, AxisSet axes, std::string wha
   cc.group = k;
   cc.count = count;
   cc.bytes = bytes;
-  cc.time_s = bytes * (k - 1) / k / (bw * c.hw.eff.network) + count * steps * c.hw.step_latency_s;
+  // A ring all-reduce is a reduce-scatter then an all-gather: twice the steps.
+  const int rounds = cc.kind == "all-reduce" ? 2 : 1;
+  cc.latency_s = count * rounds * steps * c.hw.step_latency_s;
+  cc.time_s = bytes * (k - 1) / k / (bw * c.hw.eff.network) + cc.latency_s;
   c.out->push_back(std::move(cc));
 }
 
@@ -218,6 +221,28 @@ double AttentionShards(const ModelConfig& c, const Mesh& m, FfnLayout layout, At
   return std::min(n, heads);
 }
 
+// Shards the attention heads are split over where attention runs (DeriveLayerProgram's check): all
+// chips for weight-stationary heads sharding (F/heads over yz, then x by the reduce-scatter), y*z
+// for WG-X and WG-XY (heads over yz / Yz, tokens over the gathered axes), 1 when attention is
+// batch-split.
+int HeadShards(const Mesh& m, FfnLayout layout, AttnSharding attn) {
+  switch (layout) {
+    case FfnLayout::kWgX:
+    case FfnLayout::kWgXy:
+      return m.y * m.z;
+    case FfnLayout::kWgXyz:
+      return 1;
+    default:
+      return attn == AttnSharding::kHeads ? m.chips() : 1;
+  }
+}
+
+// The all-reduce of a [rows, stats] buffer per norm: bytes such that bytes * (K-1)/K is what comm.h
+// counts (2 (K-1) ceil(n/K) elements sent).
+double AllReduceBytes(double elements, int k, double elem_bytes) {
+  return 2 * std::ceil(elements / k) * k * elem_bytes;
+}
+
 }  // namespace
 
 PhaseCost EvaluatePhase(const AnalysisModel& model, const HardwareSpec& hw, const Mesh& mesh,
@@ -247,6 +272,20 @@ PhaseCost EvaluatePhase(const AnalysisModel& model, const HardwareSpec& hw, cons
   if (!wg && attn == AttnSharding::kBatch && req.batch < 2) {
     pc.valid = false;
     pc.note = "batch sharding needs batch >= 2";
+  }
+  {
+    // Whole heads per shard (the K/V heads of its query heads too), else replicated KV heads if
+    // allowed.
+    const int hs = HeadShards(mesh, layout, attn);
+    auto splits = [&](int64_t heads) {
+      return heads % hs == 0 || (req.replicate_kv_heads && hs % heads == 0);
+    };
+    if (hs > 1 && (!splits(c.num_heads) || !splits(c.num_kv_heads))) {
+      pc.valid = false;
+      pc.note = StrCat("attention split over heads on ", hs, " shards: num_heads ", c.num_heads,
+                       " and num_kv_heads ", c.num_kv_heads, " must both be divisible by ", hs,
+                       req.replicate_kv_heads ? " (or divide it: replicated KV heads)" : "");
+    }
   }
   const double x = mesh.x, y = mesh.y, z = mesh.z, yz = y * z;
   const double g = layout == FfnLayout::kWgX    ? x
@@ -289,6 +328,24 @@ PhaseCost EvaluatePhase(const AnalysisModel& model, const HardwareSpec& hw, cons
       AddCollective(cx, "all-gather", kXYZ, "weights", s.params * wb, 1);
       break;
   }
+  if (req.count_norm_stats) {
+    // Norm statistics when E is split at a norm (1 float per token for RMSNorm, 2 for LayerNorm).
+    const double stats = c.norm == NormKind::kLayerNorm ? 2 : 1;
+    if (c.block == BlockKind::kPostNorm) {
+      // Two norms on the residual stream per layer: tokens over the WG axes, E over the others.
+      const AxisSet e_axes = layout == FfnLayout::kWgX     ? kYZ
+                             : layout == FfnLayout::kWgXy  ? kZ
+                             : layout == FfnLayout::kWgXyz ? AxisSet{}
+                                                           : kXYZ;
+      const double local_tokens = wg ? T / g : T;
+      AddCollective(cx, "all-reduce", e_axes, "norm statistics",
+                    2 * AllReduceBytes(local_tokens * stats, GroupSize(mesh, e_axes), a), 2);
+    } else if (layout == FfnLayout::k2dWs) {
+      // Pre-norm: the norm's input is BLE_x (after the all-gather over yz): one norm per block.
+      AddCollective(cx, "all-reduce", kX, "norm statistics",
+                    s.blocks * AllReduceBytes(T * stats, mesh.x, a), s.blocks);
+    }
+  }
   if (!wg && pc.attn == AttnSharding::kBatch) {
     // Multiquery batch sharding (Fig. 5b): heads-sharded Q/K/V -> batch-sharded, and the output
     // back.
@@ -298,14 +355,8 @@ PhaseCost EvaluatePhase(const AnalysisModel& model, const HardwareSpec& hw, cons
   }
   double comm_bw_layer = 0, comm_lat_layer = 0;
   for (const CollectiveCost& cc : colls) {
-    double bw = 0;
-    int st = 0;
-    AxisSet axes{cc.axes.find('x') != std::string::npos, cc.axes.find('y') != std::string::npos,
-                 cc.axes.find('z') != std::string::npos};
-    CollectiveParams(hw, mesh, axes, &bw, &st);
-    const double lat = cc.count * st * hw.step_latency_s;
-    comm_lat_layer += lat;
-    comm_bw_layer += cc.time_s - lat;
+    comm_lat_layer += cc.latency_s;
+    comm_bw_layer += cc.time_s - cc.latency_s;
   }
 
   // ---- Compute, HBM and memory ----
@@ -318,9 +369,40 @@ PhaseCost EvaluatePhase(const AnalysisModel& model, const HardwareSpec& hw, cons
   const bool has_head = c.arch != Arch::kBert;
   // Weight bytes each chip reads from HBM per pass: its shard, or the gathered copy for WG layouts.
   const double w_read_layer = s.params * wb / n * (wg ? g : 1.0);
-  const double head_tokens = batch;  // logits only for the last position (prefill) / each new token
+  // Logits only for the last position (prefill, unless all_logits) / each new token.
+  const double head_tokens = phase == Phase::kPrefill && req.all_logits ? T : batch;
   const double head_flops = has_head ? 2.0 * head.params() * head_tokens / n : 0;
   const double head_bytes = has_head ? head.params() * wb / n : 0;
+
+  // ---- LM head collectives (once per pass), as the distributed engine runs them ----
+  // The rows that need logits (prefill: the last position of each sequence, or every position with
+  // all_logits; decode: every new token) are gathered whole on every chip: features over the
+  // residual's E axes, then rows over its token axes; the vocabulary is split over all chips in
+  // blocks of ceil(V / chips) and one all-gather assembles the logits (activation dtype). The
+  // embedding lookup needs none (replicated table).
+  std::vector<CollectiveCost> head_colls;
+  if (has_head) {
+    Ctx hx{model, hw, mesh, &head_colls};
+    const double rows = phase == Phase::kPrefill && req.all_logits ? T : batch;
+    const AxisSet tok_axes = layout == FfnLayout::kWgX     ? kX
+                             : layout == FfnLayout::kWgXy  ? kXY
+                             : layout == FfnLayout::kWgXyz ? kXYZ
+                                                           : AxisSet{};
+    const AxisSet e_axes = layout == FfnLayout::kWgX     ? kYZ
+                           : layout == FfnLayout::kWgXy  ? kZ
+                           : layout == FfnLayout::kWgXyz ? AxisSet{}
+                                                         : kXYZ;
+    const double kt = GroupSize(mesh, tok_axes);
+    const double vb = std::ceil(static_cast<double>(c.vocab_size) / n);
+    AddCollective(hx, "all-gather", e_axes, "final hidden E", rows / kt * s.e * a, 1);
+    AddCollective(hx, "all-gather", tok_axes, "final hidden rows", rows * s.e * a, 1);
+    AddCollective(hx, "all-gather", kXYZ, "logits (vocab split)", rows * vb * n * a, 1);
+  }
+  double head_comm_bw = 0, head_comm_lat = 0;
+  for (const CollectiveCost& cc : head_colls) {
+    head_comm_lat += cc.latency_s;
+    head_comm_bw += cc.time_s - cc.latency_s;
+  }
 
   Breakdown& bd = pc.breakdown;
   double total = 0;
@@ -341,17 +423,18 @@ PhaseCost EvaluatePhase(const AnalysisModel& model, const HardwareSpec& hw, cons
     const double tk = kv_bytes_layer / hbm;
     const double head_c = head_flops / peak, head_m = head_bytes / hbm;
     const double step = layers * (std::max(tc, tw + tk) + comm_bw_layer + comm_lat_layer) +
-                        std::max(head_c, head_m);
+                        std::max(head_c, head_m) + head_comm_bw + head_comm_lat;
     bd.compute_s += layers * tc + head_c;
     bd.weight_load_s += layers * tw + head_m;
     bd.kv_load_s += layers * tk;
-    bd.comm_s += layers * comm_bw_layer;
-    bd.comm_latency_s += layers * comm_lat_layer;
+    bd.comm_s += layers * comm_bw_layer + head_comm_bw;
+    bd.comm_latency_s += layers * comm_lat_layer + head_comm_lat;
     bd.hidden_s += layers * std::min(tc, tw + tk) + std::min(head_c, head_m);
     total += step;
   }
   pc.latency_s = total;
   pc.collectives = std::move(colls);
+  pc.head_collectives = std::move(head_colls);
   pc.mfu = 2.0 * model.nominal_params * pc.tokens / (n * hw.PeakFlops("bf16") * pc.latency_s);
 
   // ---- Memory per chip ----

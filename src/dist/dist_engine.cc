@@ -403,7 +403,35 @@ class DistEngine::Runner {
       ws.push_back(&e_.weights_->Get(r, l));
       used.push_back(UsedSpec(p_.phase.layout, r));
     }
-    return ShardedMatMul(m_, k_, a, ws, used, resolve, e_.pool_.get());
+    // Weight-gathered layouts: name the weight the next call uses first, so its gather overlaps
+    // this one.
+    const auto next = NextWeight(l, *(roles.end() - 1));
+    if (next.first >= 0) {
+      e_.matmul_ws_->SetNextWeight(&e_.weights_->Get(next.second, next.first),
+                                   UsedSpec(p_.phase.layout, next.second));
+    } else {
+      e_.matmul_ws_->SetNextWeight(nullptr, {});
+    }
+    return ShardedMatMul(m_, k_, a, ws, used, resolve, e_.pool_.get(), e_.matmul_ws_.get());
+  }
+
+  // The matmul that follows `role` of layer l in the forward pass (the order of Layer's calls: Q K
+  // V | QKV, O, gate up | up, down, next layer), or layer -1 after the last one.
+  std::pair<int64_t, Role> NextWeight(int64_t l, Role role) const {
+    std::vector<Role> order;
+    if (c_.fused_qkv) {
+      order.push_back(Role::kWqkv);
+    } else {
+      order.insert(order.end(), {Role::kWq, Role::kWk, Role::kWv});
+    }
+    order.push_back(Role::kWo);
+    if (c_.ffn == FfnKind::kSwiGlu) order.push_back(Role::kWgate);
+    order.insert(order.end(), {Role::kWup, Role::kWdown});
+    const auto it = std::find(order.begin(), order.end(), role);
+    SI_CHECK(it != order.end());
+    if (it + 1 != order.end()) return {l, *(it + 1)};
+    if (l + 1 < c_.num_layers) return {l + 1, order[0]};
+    return {-1, Role::kWq};
   }
 
   // Q, K, V (each resolved into its heads, biases added), from separate or fused matrices.
@@ -652,6 +680,7 @@ Result<std::unique_ptr<DistEngine>> DistEngine::Create(std::shared_ptr<const Mod
   e->lm_head_.rows = std::min(V, e->vocab_begin_ + e->vocab_block_) - e->vocab_begin_;
   e->lm_head_.data = out.row(e->vocab_begin_);
   e->pool_ = std::make_unique<ThreadPool>(options.num_threads);
+  e->matmul_ws_ = std::make_unique<MatMulWorkspace>(options.overlap);
   return e;
 }
 
@@ -688,6 +717,11 @@ void DistEngine::TruncateSequence(int seq, int64_t len) {
   SI_CHECK(seq >= 0 && seq < static_cast<int>(seqs_.size()) && seqs_[seq].used) << seq;
   SI_CHECK(len >= 0 && len <= seqs_[seq].len) << len;
   seqs_[seq].len = len;
+}
+
+void DistEngine::set_overlap(bool on) {
+  opt_.overlap.enabled = on;
+  matmul_ws_->options.enabled = on;
 }
 
 void DistEngine::ResetStats() {
@@ -800,7 +834,9 @@ Status DistEngine::Forward(std::span<const SeqTokens> batch, std::vector<float>*
   Runner run(*this, p);
   const CommStats s0 = SumStats(*mesh_);
   ShardedAct x = run.Embed();
+  SI_RETURN_IF_ERROR(matmul_ws_->Drain());  // a prefetch left by a failed pass
   for (int64_t l = 0; l < c.num_layers; ++l) SI_RETURN_IF_ERROR(run.Layer(l, x));
+  SI_RETURN_IF_ERROR(matmul_ws_->Drain());
   const CommStats s1 = SumStats(*mesh_);
   std::vector<float> ordered;
   SI_RETURN_IF_ERROR(run.Logits(x, &ordered));

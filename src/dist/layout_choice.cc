@@ -8,37 +8,53 @@
 #include <vector>
 
 #include "si/analysis/cost_model.h"
+#include "si/dist/netbench.h"
 
 namespace si {
 
 std::string NetworkCachePath() {
   const char* xdg = std::getenv("XDG_CACHE_HOME");
   const char* home = std::getenv("HOME");
-  const std::string base = xdg && *xdg ? std::string(xdg) : std::string(home ? home : "/tmp") + "/.cache";
+  const std::string base =
+      xdg && *xdg ? std::string(xdg) : std::string(home ? home : "/tmp") + "/.cache";
   return base + "/scaleinfer/network.json";
 }
 
 Result<analysis::HardwareSpec> LocalHardwareWithNetwork(std::string* note) {
   SI_ASSIGN_OR_RETURN(analysis::HardwareSpec hw, analysis::LoadHardware("local"));
-  std::ifstream in(NetworkCachePath());
+  const std::string path = NetworkCachePath();
+  constexpr const char* kAssumed = "assuming 4 GB/s, 5 us per step";
+  std::ifstream in(path, std::ios::binary);
   if (in) {
-    auto j = nlohmann::json::parse(in, nullptr, false);
-    if (!j.is_discarded() && j.contains("link_bw") && j.contains("step_latency_s")) {
-      hw.link_bw = j["link_bw"].get<double>();
-      hw.step_latency_s = j["step_latency_s"].get<double>();
+    std::ostringstream text;
+    text << in.rdbuf();
+    auto net = ParseNetworkJson(text.str(), path);
+    if (net.ok()) {
+      hw.link_bw = net->link_bw;
+      hw.step_latency_s = net->step_latency_s;
       hw.links_per_chip = 1;
       hw.eff.network = 1.0;  // measured, not peak
-      *note = StrCat("network measured by netbench: ", hw.link_bw / 1e9, " GB/s per rank, ",
-                     hw.step_latency_s * 1e6, " us per step (", NetworkCachePath(), ")");
+      *note = StrCat("network measured by netbench",
+                     net->ranks > 0 ? StrCat(" on ", net->ranks, " ranks") : "",
+                     net->measured_at.empty() ? "" : StrCat(" at ", net->measured_at), ": ",
+                     hw.link_bw / 1e9, " GB/s per rank, ", hw.step_latency_s * 1e6,
+                     " us per step (", path, ")");
+    } else {
+      // A bad cache must not stop a run: fall back, and say why and how to fix it.
+      hw.link_bw = 0;
+      *note = StrCat("ignoring ", net.status().message(),
+                     " (run `mpirun -np 2 scaleinfer netbench` again): ", kAssumed);
     }
+  } else {
+    hw.link_bw = 0;  // the roofline does not measure the network
+    *note = StrCat("network not measured (run `mpirun -np 2 scaleinfer netbench`): ", kAssumed);
   }
   if (hw.link_bw <= 0) {
-    // Shared-memory MPI on one machine: an assumption until `mpirun -np 2 scaleinfer netbench` runs.
+    // Shared-memory MPI on one machine: an assumption until netbench runs.
     hw.link_bw = 4e9;
     hw.step_latency_s = 5e-6;
     hw.links_per_chip = 1;
     hw.eff.network = 1.0;
-    *note = "network not measured (run `mpirun -np 2 scaleinfer netbench`): assuming 4 GB/s, 5 us per step";
   }
   hw.topology = analysis::Topology::kSwitch;
   hw.node_size = std::max(hw.node_size, 1 << 20);
@@ -64,7 +80,8 @@ std::string Why(const analysis::PhaseCost& c) {
 
 Result<LayoutChoice> ChooseLayouts(const ModelConfig& config, const MeshShape& mesh,
                                    const analysis::HardwareSpec& hw, int64_t batch, int64_t prompt,
-                                   int64_t gen, double weight_bytes, std::optional<FfnLayout> forced_layout,
+                                   int64_t gen, double weight_bytes,
+                                   std::optional<FfnLayout> forced_layout,
                                    std::optional<AttnSharding> forced_attn) {
   analysis::AnalysisModel am;
   am.config = config;
@@ -77,6 +94,10 @@ Result<LayoutChoice> ChooseLayouts(const ModelConfig& config, const MeshShape& m
   req.gen_len = std::max<int64_t>(gen, 1);
   req.weight_bytes = weight_bytes;
   req.act_bytes = 4;  // the CPU engine moves f32 activations
+  // As the distributed engine runs: norm statistics all-reduced when E is split, whole KV heads per
+  // shard.
+  req.count_norm_stats = true;
+  req.replicate_kv_heads = false;
   const analysis::Mesh am_mesh{mesh.x, mesh.y, mesh.z};
   std::vector<Candidate> cands[2];
   std::string first_reason;
@@ -117,7 +138,8 @@ Result<LayoutChoice> ChooseLayouts(const ModelConfig& config, const MeshShape& m
       }
     }
   }
-  if (bp == nullptr) return InvalidArgumentError("no pair of phase layouts shares the KV-cache layout");
+  if (bp == nullptr)
+    return InvalidArgumentError("no pair of phase layouts shares the KV-cache layout");
   LayoutChoice r;
   r.prefill = bp->p;
   r.decode = bd->p;
@@ -128,17 +150,21 @@ Result<LayoutChoice> ChooseLayouts(const ModelConfig& config, const MeshShape& m
     const Candidate& chosen = ph == 0 ? *bp : *bd;
     std::vector<const Candidate*> sorted;
     for (const Candidate& c : cands[ph]) sorted.push_back(&c);
-    std::sort(sorted.begin(), sorted.end(),
-              [](const Candidate* a, const Candidate* b) { return a->cost.latency_s < b->cost.latency_s; });
+    std::sort(sorted.begin(), sorted.end(), [](const Candidate* a, const Candidate* b) {
+      return a->cost.latency_s < b->cost.latency_s;
+    });
     os << (ph == 0 ? "prefill" : "decode") << ": " << chosen.p.ToString() << " predicted "
        << chosen.cost.latency_s * 1e3 << " ms (" << Why(chosen.cost) << ")";
     int shown = 0;
     for (const Candidate* c : sorted) {
       if (c->p.layout == chosen.p.layout && c->p.attn == chosen.p.attn) continue;
-      os << (shown == 0 ? "; others: " : ", ") << c->p.ToString() << " " << c->cost.latency_s * 1e3 << " ms";
+      os << (shown == 0 ? "; others: " : ", ") << c->p.ToString() << " " << c->cost.latency_s * 1e3
+         << " ms";
       if (++shown == 3) break;
     }
-    if (sorted[0] != &chosen) os << " [fastest alone is " << sorted[0]->p.ToString() << ", but its KV cache layout differs]";
+    if (sorted[0] != &chosen)
+      os << " [fastest alone is " << sorted[0]->p.ToString()
+         << ", but its KV cache layout differs]";
     os << "\n";
   }
   r.note = os.str();

@@ -104,12 +104,42 @@ class DonePending : public PendingOp {
   Status s_;
 };
 
+// Adds the wall time of Test() and Wait() to the owning Comm's stats (the exposed communication
+// time).
+class TimedPending : public PendingOp {
+ public:
+  TimedPending(std::unique_ptr<PendingOp> op, double* seconds)
+      : op_(std::move(op)), seconds_(seconds) {}
+  ~TimedPending() override {
+    if (!waited_) (void)Wait();
+  }
+  Status Wait() override {
+    waited_ = true;
+    const double t0 = NowSeconds();
+    Status s = op_->Wait();
+    *seconds_ += NowSeconds() - t0;
+    return s;
+  }
+  bool Test() override {
+    const double t0 = NowSeconds();
+    const bool done = op_->Test();
+    *seconds_ += NowSeconds() - t0;
+    return done;
+  }
+
+ private:
+  std::unique_ptr<PendingOp> op_;
+  double* seconds_;
+  bool waited_ = false;
+};
+
 }  // namespace
 
 Status Comm::CheckArgs(CollectiveKind kind, const void* send, const void* recv, int64_t count,
                        ElemType type) const {
   if (count < 0) {
-    return InvalidArgumentError(CollectiveName(kind), " over ", axes_.Name(), ": negative count ", count);
+    return InvalidArgumentError(CollectiveName(kind), " over ", axes_.Name(), ": negative count ",
+                                count);
   }
   if ((kind == CollectiveKind::kReduceScatter || kind == CollectiveKind::kAllReduce) &&
       type == ElemType::kU8) {
@@ -190,34 +220,50 @@ Result<std::unique_ptr<PendingOp>> Comm::DoStart(CollectiveKind kind, const void
                                                  int64_t count, ElemType type) {
   Status s;
   switch (kind) {
-    case CollectiveKind::kAllGather: s = DoAllGather(send, recv, count, type); break;
-    case CollectiveKind::kReduceScatter: s = DoReduceScatter(send, recv, count, type); break;
-    case CollectiveKind::kAllToAll: s = DoAllToAll(send, recv, count, type); break;
-    default: s = InternalError("no non-blocking ", CollectiveName(kind));
+    case CollectiveKind::kAllGather:
+      s = DoAllGather(send, recv, count, type);
+      break;
+    case CollectiveKind::kReduceScatter:
+      s = DoReduceScatter(send, recv, count, type);
+      break;
+    case CollectiveKind::kAllToAll:
+      s = DoAllToAll(send, recv, count, type);
+      break;
+    default:
+      s = InternalError("no non-blocking ", CollectiveName(kind));
   }
   if (!s.ok()) return s;
   return std::unique_ptr<PendingOp>(new DonePending(Status::Ok()));
+}
+
+Result<std::unique_ptr<PendingOp>> Comm::TimedStart(CollectiveKind kind, const void* send,
+                                                    void* recv, int64_t count, ElemType type) {
+  const double t0 = NowSeconds();
+  auto op = DoStart(kind, send, recv, count, type);
+  stats_.seconds += NowSeconds() - t0;
+  if (!op.ok()) return op.status();
+  return std::unique_ptr<PendingOp>(new TimedPending(std::move(*op), &stats_.seconds));
 }
 
 Result<std::unique_ptr<PendingOp>> Comm::StartAllGather(const void* send, void* recv, int64_t count,
                                                         ElemType type) {
   SI_RETURN_IF_ERROR(CheckArgs(CollectiveKind::kAllGather, send, recv, count, type));
   Count(CollectiveKind::kAllGather, count, type);
-  return DoStart(CollectiveKind::kAllGather, send, recv, count, type);
+  return TimedStart(CollectiveKind::kAllGather, send, recv, count, type);
 }
 
 Result<std::unique_ptr<PendingOp>> Comm::StartReduceScatter(const void* send, void* recv,
                                                             int64_t count, ElemType type) {
   SI_RETURN_IF_ERROR(CheckArgs(CollectiveKind::kReduceScatter, send, recv, count, type));
   Count(CollectiveKind::kReduceScatter, count, type);
-  return DoStart(CollectiveKind::kReduceScatter, send, recv, count, type);
+  return TimedStart(CollectiveKind::kReduceScatter, send, recv, count, type);
 }
 
 Result<std::unique_ptr<PendingOp>> Comm::StartAllToAll(const void* send, void* recv, int64_t count,
                                                        ElemType type) {
   SI_RETURN_IF_ERROR(CheckArgs(CollectiveKind::kAllToAll, send, recv, count, type));
   Count(CollectiveKind::kAllToAll, count, type);
-  return DoStart(CollectiveKind::kAllToAll, send, recv, count, type);
+  return TimedStart(CollectiveKind::kAllToAll, send, recv, count, type);
 }
 
 namespace {

@@ -95,9 +95,18 @@ class MpiPending : public PendingOp {
   Status Wait() override {
     if (done_) return Status::Ok();
     done_ = true;
+    // After a successful MPI_Test the request is MPI_REQUEST_NULL and MPI_Wait returns at once.
     SI_RETURN_IF_ERROR(comm_->Check(op_, MPI_Wait(&req, MPI_STATUS_IGNORE)));
     if (!blocks.empty()) comm_->Sum(blocks.data(), count, type, recv);
     return Status::Ok();
+  }
+  // Drives Open MPI's progress engine (libnbc advances a schedule only inside MPI calls). Errors
+  // are reported by the Wait() that follows.
+  bool Test() override {
+    if (done_ || req == MPI_REQUEST_NULL) return true;
+    int flag = 0;
+    if (MPI_Test(&req, &flag, MPI_STATUS_IGNORE) != MPI_SUCCESS) return true;
+    return flag != 0;
   }
   MPI_Request req = MPI_REQUEST_NULL;
   std::vector<uint8_t> blocks;  // reduce-scatter: the received blocks, summed at Wait

@@ -6,9 +6,13 @@
 //   t_compute = FLOPs / (peak * eff.matmul)          (matmuls + attention act-to-act)
 //   t_hbm     = (weight bytes + KV bytes) / (mem_bw * eff.memory)
 //   t_coll    = sum over collectives of  bytes * (K-1)/K / (links * link_bw * eff.network)
-//                                        + steps * step_latency_s
-// i.e. HBM streaming overlaps with compute (roofline), collectives are exposed. Fitting Tables 2-3
-// with collectives overlapped gave errors of 20-30% on the low-batch rows; see docs/planner.md.
+//                                        + steps * step_latency_s   (all-reduce: 2 * steps)
+// i.e. HBM streaming overlaps with compute (roofline), collectives are exposed. Once per pass (not
+// per layer) come the LM head's collectives (head_collectives: the final hidden rows gathered, the
+// logits all-gathered over every chip with the vocabulary split in blocks of ceil(V / chips), as
+// the distributed engine does) and its matmul; the embedding is a replicated table lookup (no
+// collective). Fitting Tables 2-3 with collectives overlapped gave errors of 20-30% on the
+// low-batch rows; see docs/planner.md.
 #pragma once
 
 #include <cstdint>
@@ -46,13 +50,16 @@ struct Mesh {
 Result<Mesh> MeshFor(const HardwareSpec& hw, int chips);
 
 struct CollectiveCost {
-  std::string kind;   // all-gather, reduce-scatter, all-to-all
-  std::string axes;   // x, yz, xyz, ...
-  std::string what;   // "activations", "weights", "attention q/k/v", ...
-  int group = 1;      // K chips
-  int count = 1;      // how many per layer
-  double bytes = 0;   // per-chip volume per layer (all `count` together)
-  double time_s = 0;  // per layer, bandwidth + latency
+  std::string kind;  // all-gather, reduce-scatter, all-to-all
+  std::string axes;  // x, yz, xyz, ...
+  std::string what;  // "activations", "weights", "attention q/k/v", ...
+  int group = 1;     // K chips
+  int count = 1;     // how many per layer
+  double bytes =
+      0;  // per-chip volume per layer (all `count` together); bytes * (K-1)/K = bytes sent
+          // (all-reduce: 2x the buffer, padded to a multiple of K elements, as comm.h)
+  double time_s = 0;     // per layer, bandwidth + latency
+  double latency_s = 0;  // the step-latency part of time_s
 };
 
 struct MemoryUse {
@@ -82,10 +89,12 @@ struct PhaseCost {
       0;  // 2 * nominal_params * tokens / (chips * peak * latency): Pope et al.'s definition
   double tokens = 0;  // tokens processed (prefill B*L_in; decode B*L_gen)
   Breakdown breakdown;
-  std::vector<CollectiveCost> collectives;  // per layer (prefill pass / one decode step)
+  std::vector<CollectiveCost> collectives;       // per layer (prefill pass / one decode step)
+  std::vector<CollectiveCost> head_collectives;  // LM head, once per pass (not per layer)
   MemoryUse memory;
   bool fits = true;
-  bool valid = true;  // false when the layout cannot apply (e.g. batch sharding with batch 1)
+  bool valid = true;  // false when the layout cannot apply (batch sharding with batch 1, heads that
+                      // do not split over the head shards); `note` says why
   std::string note;
   // Cost in chip-seconds per token (Pope et al. §2.2): chips * latency / tokens.
   double cost_chip_s_per_token() const {
@@ -98,11 +107,25 @@ struct PlanRequest {
   int64_t batch = 1;
   int64_t input_len = 2048;
   int64_t gen_len = 64;
-  double weight_bytes = 2;           // 2: bf16, 1: int8 (weight-only; matmuls stay bf16)
-  double act_bytes = 2;              // activation bytes in collectives (bf16; 4 for the f32 CPU engine)
+  double weight_bytes = 2;  // 2: bf16, 1: int8 (weight-only; matmuls stay bf16)
+  double act_bytes = 2;     // activation bytes in collectives (bf16; 4 for the f32 CPU engine)
   std::optional<FfnLayout> layout;   // forced for both phases (else auto)
   std::optional<AttnSharding> attn;  // forced for both phases (else auto)
   int decode_chips = 0;  // chips for decode when it differs (Pope et al. Table 3); 0: chips
+  // Prefill computes logits for every position (`logits --all`), not only the last one per
+  // sequence.
+  bool all_logits = false;
+  // The layernorm/RMSNorm statistics all-reduce of 2D weight-stationary (E split over x at the
+  // norm: 1 (RMS) or 2 (mean, square) floats per token, all-reduced over x per norm). Pope et al.'s
+  // formulas leave it out (false keeps Tables 2-3 as fitted); the distributed engine does it
+  // (--layout auto sets true).
+  bool count_norm_stats = false;
+  // Head-sharded attention when the head shards do not divide the heads: with true, a shard count
+  // that is a multiple of num_kv_heads (multiquery: 1) replicates each KV head on the shards whose
+  // query heads use it (Pope et al. §3.3's multiquery baseline; likewise num_heads); with false
+  // (the distributed engine, DeriveLayerProgram) num_heads and num_kv_heads must both be divisible
+  // by the shards. Otherwise invalid.
+  bool replicate_kv_heads = true;
 };
 
 // Evaluates one phase under one layout and attention sharding. Never fails: an inapplicable

@@ -24,7 +24,7 @@ enum class Topology {
 struct Efficiencies {
   // Achieved / peak FLOP/s of the large matmuls (per-chip matmuls of the 2D and weight-gathered
   // layouts).
-  double matmul = 0.81;
+  double matmul = 0.82;
   // Achieved / peak bandwidth of a link during a collective.
   double network = 0.70;
   // Achieved / peak HBM bandwidth when streaming weights and the KV cache. Held at 1 (not fitted).
@@ -38,12 +38,12 @@ struct HardwareSpec {
   double mem_bw = 0;                         // HBM/DRAM bytes/s per chip
   double mem_capacity = 0;                   // bytes per chip
   Topology topology = Topology::kTorus3d;
-  double link_bw = 0;              // bytes/s per link per direction
-  int links_per_chip = 0;          // torus: 6 (x+, x-, y+, y-, z+, z-)
-  int wrap_min_chips = 64;         // torus: slices of >= this many chips have wraparound links
-  int node_size = 0;               // switch: chips per node
-  double inter_node_bw = 0;        // switch: bytes/s per chip across nodes
-  double step_latency_s = 4.5e-6;  // latency of one step of a ring collective (sync + hop)
+  double link_bw = 0;               // bytes/s per link per direction
+  int links_per_chip = 0;           // torus: 6 (x+, x-, y+, y-, z+, z-)
+  int wrap_min_chips = 64;          // torus: slices of >= this many chips have wraparound links
+  int node_size = 0;                // switch: chips per node
+  double inter_node_bw = 0;         // switch: bytes/s per chip across nodes
+  double step_latency_s = 4.25e-6;  // latency of one step of a ring collective (sync + hop)
   int max_chips = 1;
   Efficiencies eff;
 

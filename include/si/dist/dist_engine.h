@@ -36,6 +36,7 @@
 #include "si/parallel/mesh.h"
 #include "si/parallel/partition.h"
 #include "si/parallel/shard_loader.h"
+#include "si/parallel/sharded_matmul.h"
 #include "si/runtime/engine.h"
 
 namespace si {
@@ -53,6 +54,9 @@ struct DistEngineOptions {
   int num_threads = 1;
   const Kernels* kernels = nullptr;  // null: BestKernels()
   int64_t context_len = 0;           // 0: the model's
+  // Looped collective matmul (sharded_matmul.h): the matmuls' all-gathers / reduce-scatters / weight
+  // gathers overlap the local matmul. Bit-identical results and the same bytes either way.
+  OverlapOptions overlap;
 };
 
 // The spec of Q/K/V where attention runs (rows: sequences, cols: heads), for a layout.
@@ -70,6 +74,8 @@ class DistEngine {
   Mesh& mesh() const { return *mesh_; }
   int64_t context_len() const { return context_len_; }
   const DistEngineOptions& options() const { return opt_; }
+  // Switches the overlap between forward passes (every rank alike), e.g. to measure it in one run.
+  void set_overlap(bool on);
   int num_threads() const { return pool_->num_threads(); }
 
   int NewSequence();
@@ -113,6 +119,7 @@ class DistEngine {
   const Kernels* k_ = nullptr;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<ShardedWeights> weights_;
+  std::unique_ptr<MatMulWorkspace> matmul_ws_;  // reused buffers + the weight prefetch of ShardedMatMul
   MatRef lm_head_;            // this rank's vocabulary rows of the output matrix (view)
   int64_t vocab_block_ = 0;   // ceil(V / N)
   int64_t vocab_begin_ = 0;

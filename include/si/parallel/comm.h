@@ -53,7 +53,7 @@ std::string_view ElemTypeName(ElemType t);
 struct CommStats {
   std::array<int64_t, kNumCollectiveKinds> bytes_sent{};
   std::array<int64_t, kNumCollectiveKinds> calls{};
-  double seconds = 0;  // wall time inside blocking calls and Wait() (the exposed communication time)
+  double seconds = 0;  // wall time inside blocking calls, Start*, Test() and Wait() (the exposed time)
   int64_t bytes(CollectiveKind k) const { return bytes_sent[static_cast<int>(k)]; }
   int64_t total_bytes() const;
   void Add(const CommStats& o);
@@ -65,11 +65,15 @@ int64_t BytesSent(CollectiveKind kind, int group_size, int64_t count, ElemType t
 void SerialSum(const void* const* parts, int n, int64_t count, ElemType type, void* out);
 
 // A started non-blocking collective. Wait() completes it (buffers must stay valid until then); the
-// destructor of an unwaited op waits.
+// destructor of an unwaited op waits. Test() lets the library make progress without blocking and says
+// whether the op has completed (a later Wait() is still needed and returns any error): Open MPI moves a
+// non-blocking collective on shared memory mostly inside MPI calls, so a caller that computes between
+// Start and Wait should call Test() between its compute chunks (sharded_matmul.cc does).
 class PendingOp {
  public:
   virtual ~PendingOp() = default;
   virtual Status Wait() = 0;
+  virtual bool Test() { return true; }
 };
 
 class Comm {
@@ -88,7 +92,8 @@ class Comm {
 
   // Non-blocking variants, for the looped collective matmul (compute on one chunk while the next moves).
   // Counted when started. FakeComm completes them at Start (all ranks of the group must start them in the
-  // same order, as with MPI); MpiComm uses MPI_Iallgather / MPI_Ialltoall.
+  // same order, as with MPI); MpiComm uses MPI_Iallgather / MPI_Ialltoall. The time spent in Start, Test()
+  // and Wait() is added to stats().seconds (the op must not outlive this Comm).
   Result<std::unique_ptr<PendingOp>> StartAllGather(const void* send, void* recv, int64_t count,
                                                     ElemType type);
   Result<std::unique_ptr<PendingOp>> StartReduceScatter(const void* send, void* recv, int64_t count,
@@ -112,6 +117,8 @@ class Comm {
 
  private:
   void Count(CollectiveKind kind, int64_t count, ElemType type, bool is_root = false);
+  Result<std::unique_ptr<PendingOp>> TimedStart(CollectiveKind kind, const void* send, void* recv,
+                                                int64_t count, ElemType type);
   Status CheckArgs(CollectiveKind kind, const void* send, const void* recv, int64_t count,
                    ElemType type) const;
   int size_;

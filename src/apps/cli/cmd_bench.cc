@@ -82,60 +82,85 @@ int RunDist(const Options& o) {
   for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 7919 + 13) % c.vocab_size);
   struct Row {
     std::string test;
+    bool overlap = true;
     std::vector<double> tps, comm_share;
     int64_t bytes_per_layer = 0;
   };
+  // --overlap both: off and on alternate within every repetition, so both see the same machine
+  // state.
+  std::vector<bool> modes;
+  if (o.dist.overlap == "both") {
+    modes = {false, true};
+  } else {
+    modes = {o.dist.overlap != "off"};
+  }
   std::vector<Row> rows;
   for (int test = 0; test < 2; ++test) {
     if ((test == 0 && o.prompt == 0) || (test == 1 && o.gen == 0)) continue;
-    Row r{test == 0 ? "pp" + std::to_string(o.prompt) : "tg" + std::to_string(o.gen)};
+    std::vector<Row> mrows;
+    for (bool mode : modes) {
+      Row r;
+      r.test = test == 0 ? "pp" + std::to_string(o.prompt) : "tg" + std::to_string(o.gen);
+      r.overlap = mode;
+      mrows.push_back(r);
+    }
     for (int rep = -1; rep < o.reps; ++rep) {
-      std::vector<int> seqs;
-      std::vector<SeqTokens> batch;
-      std::vector<int32_t> next(o.batch, 1);
-      for (int b = 0; b < o.batch; ++b) seqs.push_back(e.NewSequence());
-      std::vector<float> logits;
-      if (test == 1) {  // decode starts after one position
-        for (int b = 0; b < o.batch; ++b) batch.push_back({seqs[b], {&next[b], 1}, false});
-        if (Status st = e.Forward(batch, &logits); !st.ok()) return s.Error("bench", st);
-      } else {
-        for (int b = 0; b < o.batch; ++b) batch.push_back({seqs[b], prompt, false});
-      }
-      e.ResetStats();
-      const int steps = test == 0 ? 1 : o.gen;
-      const double t0 = NowSeconds();
-      for (int step = 0; step < steps; ++step) {
-        if (Status st = e.Forward(batch, &logits); !st.ok()) return s.Error("bench", st);
-        if (test == 1) {
-          for (int b = 0; b < o.batch; ++b) {
-            next[b] = Argmax({logits.data() + b * c.vocab_size, static_cast<size_t>(c.vocab_size)});
+      for (Row& r : mrows) {
+        e.set_overlap(r.overlap);
+        std::vector<int> seqs;
+        std::vector<SeqTokens> batch;
+        std::vector<int32_t> next(o.batch, 1);
+        for (int b = 0; b < o.batch; ++b) seqs.push_back(e.NewSequence());
+        std::vector<float> logits;
+        if (test == 1) {  // decode starts after one position
+          for (int b = 0; b < o.batch; ++b) batch.push_back({seqs[b], {&next[b], 1}, false});
+          if (Status st = e.Forward(batch, &logits); !st.ok()) return s.Error("bench", st);
+        } else {
+          for (int b = 0; b < o.batch; ++b) batch.push_back({seqs[b], prompt, false});
+        }
+        e.ResetStats();
+        const int steps = test == 0 ? 1 : o.gen;
+        const double t0 = NowSeconds();
+        for (int step = 0; step < steps; ++step) {
+          if (Status st = e.Forward(batch, &logits); !st.ok()) return s.Error("bench", st);
+          if (test == 1) {
+            for (int b = 0; b < o.batch; ++b) {
+              next[b] =
+                  Argmax({logits.data() + b * c.vocab_size, static_cast<size_t>(c.vocab_size)});
+            }
           }
         }
+        const double dt = NowSeconds() - t0;
+        for (int q : seqs) e.FreeSequence(q);
+        if (rep < 0) continue;
+        r.tps.push_back(static_cast<double>(o.batch) * (test == 0 ? o.prompt : o.gen) / dt);
+        r.comm_share.push_back((e.layer_stats().seconds + e.lm_head_stats().seconds) / dt);
+        r.bytes_per_layer = e.layer_stats().total_bytes() / steps / c.num_layers;
       }
-      const double dt = NowSeconds() - t0;
-      for (int q : seqs) e.FreeSequence(q);
-      if (rep < 0) continue;
-      r.tps.push_back(static_cast<double>(o.batch) * (test == 0 ? o.prompt : o.gen) / dt);
-      r.comm_share.push_back((e.layer_stats().seconds + e.lm_head_stats().seconds) / dt);
-      r.bytes_per_layer = e.layer_stats().total_bytes() / steps / c.num_layers;
     }
-    rows.push_back(r);
+    rows.insert(rows.end(), mrows.begin(), mrows.end());
   }
   if (!s.root()) return 0;
-  std::printf("model %s: %s; %s, %d threads/rank, %s kernels\n", o.model.c_str(), std::string(ArchName(c.arch)).c_str(),
-              s.description().c_str(), s.num_threads(), s.kernels_name());
-  std::printf("memory per rank: weights %.2f MiB (max over ranks; unsharded matmul weights %.2f MiB), KV cache "
-              "%.2f MiB (rank 0, last test)\n\n",
-              s.max_weight_bytes_per_rank() / 1048576.0, s.model().matmul_weight_bytes() / 1048576.0,
-              e.kv_cache_bytes() / 1048576.0);
-  std::printf("| %5s | %7s | %22s | %16s | %s\n", "batch", "test", "t/s (median [min-max])", "comm share (med)",
-              "bytes/rank/layer");
-  std::printf("|-------|---------|------------------------|------------------|-----------------\n");
+  std::printf("model %s: %s; %s, %d threads/rank, %s kernels\n", o.model.c_str(),
+              std::string(ArchName(c.arch)).c_str(), s.description().c_str(), s.num_threads(),
+              s.kernels_name());
+  std::printf(
+      "memory per rank: weights %.2f MiB (max over ranks; unsharded matmul weights %.2f MiB), KV "
+      "cache "
+      "%.2f MiB (rank 0, last test)\n\n",
+      s.max_weight_bytes_per_rank() / 1048576.0, s.model().matmul_weight_bytes() / 1048576.0,
+      e.kv_cache_bytes() / 1048576.0);
+  std::printf("| %5s | %7s | %7s | %22s | %16s | %s\n", "batch", "test", "overlap",
+              "t/s (median [min-max])", "comm share (med)", "bytes/rank/layer");
+  std::printf(
+      "|-------|---------|---------|------------------------|------------------|-----------------"
+      "\n");
   for (const Row& r : rows) {
     const Stats t = Summarize(r.tps), cs = Summarize(r.comm_share);
     char range[64];
     std::snprintf(range, sizeof(range), "%.1f [%.1f-%.1f]", t.median, t.min, t.max);
-    std::printf("| %5d | %7s | %22s | %15.1f%% | %lld\n", o.batch, r.test.c_str(), range, 100 * cs.median,
+    std::printf("| %5d | %7s | %7s | %22s | %15.1f%% | %lld\n", o.batch, r.test.c_str(),
+                r.overlap ? "on" : "off", range, 100 * cs.median,
                 static_cast<long long>(r.bytes_per_layer));
   }
   return 0;
@@ -171,9 +196,15 @@ int Run(const Options& o) {
     const int nt = e.num_threads();
     const RooflinePoint* rp = roof->AtThreads(nt);
     if (rp == nullptr) return PrintError("bench", InvalidArgumentError("no roofline for ", nt, " threads"));
-    const bool int8 = (wtype == DType::kQ8_0 || wtype == DType::kQ4_0) &&
-                      std::string(e.kernels().name).find("VNNI") != std::string::npos && rp->peak_flops.count("int8");
-    const std::string peak_kind = int8 ? "int8" : "f32";
+    // The peak of the arithmetic the kernels use: quantized weights go through exact int8 dot products
+    // (VNNI vpdpbusd in the AVX3_VNNI table, vpmaddubsw + vpmaddwd in the others), float weights through f32
+    // FMA. Falls back to f32 when the roofline file has no int8 probe (older file, or no AVX2).
+    const bool quantized = wtype == DType::kQ8_0 || wtype == DType::kQ4_0 || wtype == DType::kQ4_K ||
+                           wtype == DType::kQ5_K || wtype == DType::kQ6_K;
+    const bool vnni = std::string(e.kernels().name).find("VNNI") != std::string::npos;
+    std::string peak_kind = "f32";
+    if (quantized && vnni && rp->peak_flops.count("int8")) peak_kind = "int8";
+    if (quantized && !vnni && rp->peak_flops.count("int8_avx2")) peak_kind = "int8_avx2";
     const double peak = rp->peak_flops.at(peak_kind);
     if (o.prompt + (o.gen > 0 ? 1 : 0) + o.gen > e.context_len()) {
       return PrintError("bench", InvalidArgumentError("-p ", o.prompt, " / -n ", o.gen, " exceed the context length ",

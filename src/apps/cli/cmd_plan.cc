@@ -76,6 +76,16 @@ json PhaseJson(const PhaseCost& p, bool with_detail) {
                        {"time_per_layer_s", c.time_s}});
     }
     j["collectives_per_layer"] = colls;
+    json head = json::array();
+    for (const CollectiveCost& c : p.head_collectives) {
+      head.push_back({{"kind", c.kind},
+                      {"axes", c.axes},
+                      {"what", c.what},
+                      {"group", c.group},
+                      {"bytes_per_pass", c.bytes},
+                      {"time_per_pass_s", c.time_s}});
+    }
+    j["lm_head_collectives_per_pass"] = head;
   }
   if (!p.note.empty()) j["note"] = p.note;
   return j;
@@ -108,6 +118,14 @@ void PrintPhase(const char* name, const PhaseCost& p, const std::vector<PhaseCos
   for (const CollectiveCost& c : p.collectives) {
     std::printf("    %-15s over %-3s (K=%3d) %-22s %10.3f MB  %9.3f us\n", c.kind.c_str(),
                 c.axes.c_str(), c.group, c.what.c_str(), c.bytes / 1e6, c.time_s * 1e6);
+  }
+  if (!p.head_collectives.empty()) {
+    std::printf("  LM head collectives per pass%s:\n",
+                p.phase == Phase::kDecode ? " (per step)" : "");
+    for (const CollectiveCost& c : p.head_collectives) {
+      std::printf("    %-15s over %-3s (K=%3d) %-22s %10.3f MB  %9.3f us\n", c.kind.c_str(),
+                  c.axes.c_str(), c.group, c.what.c_str(), c.bytes / 1e6, c.time_s * 1e6);
+    }
   }
   std::printf("  alternatives (sorted by latency):\n    %-8s %-9s %12s %8s %14s %6s\n", "layout",
               "attention", "latency_s", "MFU", "mem/chip GB", "fits");

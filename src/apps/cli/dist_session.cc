@@ -29,6 +29,12 @@ void DistFlags::Add(CLI::App& sub) {
                    ->capture_default_str();
   attn_opt = sub.add_option("--attention", attention, "auto|heads|batch (Pope et al. §3.3)")->capture_default_str();
   sub.add_flag("--dist-verbose", verbose, "print the layout choice and memory per rank (rank 0)");
+  sub.add_option("--overlap", overlap,
+                 "on|off|both: overlap the matmuls' collectives with compute (Pope et al. §3.5; "
+                 "bit-identical "
+                 "results); both (bench): measure off and on alternately")
+      ->check(CLI::IsMember({"on", "off", "both"}))
+      ->capture_default_str();
 }
 
 bool DistFlags::Requested() const {
@@ -92,6 +98,7 @@ Result<std::unique_ptr<Session>> Session::Open(const std::string& path, const Di
   o.num_threads = options.num_threads;
   o.kernels = options.kernels;
   o.context_len = options.context_len;
+  o.overlap.enabled = flags.overlap != "off";
   const DType wt = s->model_->W(Role::kWdown, 0).mat.type;
   const double wbytes = static_cast<double>(DTypeRowBytes(wt, 32 * 1024)) / (32 * 1024);
   if (layout && attn) {
@@ -126,7 +133,7 @@ Result<std::unique_ptr<Session>> Session::Open(const std::string& path, const Di
   for (int64_t b : all) s->max_weight_bytes_ = std::max(s->max_weight_bytes_, b);
   s->mesh_->ResetStats();
   s->description_ = StrCat("mesh ", shape.ToString(), " (", s->world_, " ranks), prefill ", o.prefill.ToString(),
-                           ", decode ", o.decode.ToString());
+                           ", decode ", o.decode.ToString(), ", overlap ", flags.overlap);
   return s;
 }
 

@@ -24,6 +24,7 @@ struct DistFlags {
   std::string layout = "auto";      // auto | 1d-ws | 2d-ws | wg-x | wg-xy | wg-xyz
   std::string attention = "auto";   // auto | heads | batch
   bool verbose = false;             // print the layout choice and memory per rank (rank 0)
+  std::string overlap = "off";      // on | off | both (bench: alternating) — looped collective matmul
   CLI::Option* mesh_opt = nullptr;
   CLI::Option* layout_opt = nullptr;
   CLI::Option* attn_opt = nullptr;
