@@ -84,25 +84,24 @@ std::vector<MeshFit> SuggestMeshes(int n, const ModelConfig& c) {
       MeshFit f;
       f.shape = {x, y, n / x / y};
       const int64_t yz = f.shape.y * f.shape.z;
-      std::string reasons[] = {
-          Divides("model_dim", c.model_dim, int64_t{n}),
-          Divides("ffn_dim", c.ffn_dim, yz * x),
-          Divides("num_heads", c.num_heads, yz * x),
-          Divides("num_kv_heads", c.num_kv_heads, yz * x),
-      };
-      f.reason = "";
-      for (const std::string& r : reasons) {
-        if (!r.empty()) {
-          f.reason = r;
-          break;
-        }
-      }
+      const std::string dims[] = {Divides("model_dim", c.model_dim, int64_t{n}),
+                                  Divides("ffn_dim", c.ffn_dim, yz * x)};
+      const std::string heads[] = {Divides("num_heads", c.num_heads, yz * x),
+                                   Divides("num_kv_heads", c.num_kv_heads, yz * x)};
+      const std::string& dim_reason = !dims[0].empty() ? dims[0] : dims[1];
+      const std::string& head_reason = !heads[0].empty() ? heads[0] : heads[1];
+      f.batch_attention = c.q_dim() % n == 0 && c.kv_dim() % n == 0;
+      // A mesh runs when the matmul dimensions divide and attention can be sharded over heads or,
+      // for multiquery models whose single K/V head cannot be split (Pope et al. Sec. 3.3), over
+      // the batch.
+      f.reason = !dim_reason.empty() ? dim_reason : (f.batch_attention ? "" : head_reason);
       f.ws2d = f.reason.empty();
       f.ws1d = f.ws2d;  // same divisibility conditions on the products (n = x*y*z)
-      f.batch_attention = c.q_dim() % n == 0 && c.kv_dim() % n == 0;
-      // Prefer the 2D optimum x ~ 0.5 sqrt(n) (F = 4E), then y >= z (the paper's shapes are near-cubes).
+      // Prefer the 2D optimum x ~ 0.5 sqrt(n) (F = 4E), then y >= z (the paper's shapes are
+      // near-cubes).
       const double target = 0.5 * std::sqrt(static_cast<double>(n));
-      f.score = (f.ws2d ? 100.0 : 0.0) + (f.batch_attention ? 10.0 : 0.0) -
+      f.score = (f.ws2d ? 100.0 : 0.0) + (head_reason.empty() ? 20.0 : 0.0) +
+                (f.batch_attention ? 10.0 : 0.0) -
                 std::abs(std::log2(static_cast<double>(x)) - std::log2(std::max(1.0, target))) -
                 0.01 * std::abs(f.shape.y - f.shape.z);
       out.push_back(f);
@@ -117,10 +116,11 @@ Result<MeshShape> SuggestMesh(int n, const ModelConfig& c) {
   if (n < 1) return InvalidArgumentError("number of ranks must be >= 1, got ", n);
   auto fits = SuggestMeshes(n, c);
   if (!fits.empty() && fits[0].ws2d) return fits[0].shape;
-  return InvalidArgumentError("no mesh of ", n, " ranks divides the model's dimensions (",
-                              fits.empty() ? "" : fits[0].reason,
-                              "); use a rank count that divides num_heads, num_kv_heads, ffn_dim "
-                              "and model_dim");
+  return InvalidArgumentError(
+      "no mesh of ", n, " ranks divides the model's dimensions (",
+      fits.empty() ? "" : fits[0].reason,
+      "); use a rank count that divides ffn_dim and model_dim, and num_heads "
+      "and num_kv_heads (or, for attention over the batch, the q and kv widths)");
 }
 
 std::string MeshHint(int n, const ModelConfig& c) {

@@ -58,19 +58,34 @@ double FmaProbe(int64_t iters, float* sink) {
 }
 
 // Streams `n` floats once (4 independent accumulators); returns bytes read.
+// Streams p[0, n) once as kStreams interleaved sequential streams (one per quarter of the slice),
+// two vectors per stream per step. One stream per thread measured 15.3 GB/s on 2 Zen 3 threads
+// while the GEMV, which reads 4 weight rows at once, pulled 22 GB/s (MBU 1.46 in bench): a single
+// stream is limited by the memory-level parallelism its prefetcher reaches, not by DRAM. Several
+// streams are what the kernels do.
 double ReadProbe(const float* p, int64_t n, float* sink) {
   const hn::ScalableTag<float> d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  auto s0 = hn::Zero(d), s1 = hn::Zero(d), s2 = hn::Zero(d), s3 = hn::Zero(d);
-  int64_t i = 0;
-  for (; i + 4 * N <= n; i += 4 * N) {
-    s0 = hn::Add(s0, hn::LoadU(d, p + i));
-    s1 = hn::Add(s1, hn::LoadU(d, p + i + N));
-    s2 = hn::Add(s2, hn::LoadU(d, p + i + 2 * N));
-    s3 = hn::Add(s3, hn::LoadU(d, p + i + 3 * N));
+  constexpr int kStreams = 4;
+  const int64_t q = n / kStreams / (2 * N) * (2 * N);  // floats per stream
+  const float* s[kStreams];
+  for (int k = 0; k < kStreams; ++k) s[k] = p + k * q;
+  auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
+  auto b0 = hn::Zero(d), b1 = hn::Zero(d), b2 = hn::Zero(d), b3 = hn::Zero(d);
+  for (int64_t i = 0; i < q; i += 2 * N) {
+    a0 = hn::Add(a0, hn::LoadU(d, s[0] + i));
+    b0 = hn::Add(b0, hn::LoadU(d, s[0] + i + N));
+    a1 = hn::Add(a1, hn::LoadU(d, s[1] + i));
+    b1 = hn::Add(b1, hn::LoadU(d, s[1] + i + N));
+    a2 = hn::Add(a2, hn::LoadU(d, s[2] + i));
+    b2 = hn::Add(b2, hn::LoadU(d, s[2] + i + N));
+    a3 = hn::Add(a3, hn::LoadU(d, s[3] + i));
+    b3 = hn::Add(b3, hn::LoadU(d, s[3] + i + N));
   }
-  *sink += hn::GetLane(hn::Add(hn::Add(s0, s1), hn::Add(s2, s3)));
-  return static_cast<double>(i) * sizeof(float);
+  const auto sum =
+      hn::Add(hn::Add(hn::Add(a0, b0), hn::Add(a1, b1)), hn::Add(hn::Add(a2, b2), hn::Add(a3, b3)));
+  *sink += hn::GetLane(sum);
+  return static_cast<double>(kStreams * q) * sizeof(float);
 }
 
 }  // namespace HWY_NAMESPACE

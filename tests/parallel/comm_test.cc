@@ -88,11 +88,21 @@ TEST(Mesh, Suggest) {
   auto m = SuggestMesh(2, c);
   ASSERT_TRUE(m.ok());
   EXPECT_EQ(m->num_ranks(), 2);
-  auto fits = SuggestMeshes(4, c);  // 4 does not divide num_kv_heads = 2
+  // 4 does not divide num_kv_heads = 2, but the q and kv widths (64, 32) split 4 ways: attention over the
+  // batch (Pope et al. Sec. 3.3) makes the mesh usable.
+  auto fits = SuggestMeshes(4, c);
+  ASSERT_FALSE(fits.empty());
+  EXPECT_TRUE(fits[0].ws2d) << fits[0].reason;
+  EXPECT_TRUE(fits[0].batch_attention);
+  EXPECT_TRUE(SuggestMesh(4, c).ok());
+  // Neither heads (4, kv 2) nor the kv width (2 x 6 = 12) split 8 ways: no mesh, and the reason says why.
+  ModelConfig odd = c;
+  odd.head_dim = 6;
+  fits = SuggestMeshes(8, odd);
   ASSERT_FALSE(fits.empty());
   EXPECT_FALSE(fits[0].ws2d);
-  EXPECT_NE(fits[0].reason.find("num_kv_heads"), std::string::npos) << fits[0].reason;
-  EXPECT_FALSE(SuggestMesh(4, c).ok());
+  EXPECT_NE(fits[0].reason.find("num_heads"), std::string::npos) << fits[0].reason;
+  EXPECT_FALSE(SuggestMesh(8, odd).ok());
   EXPECT_NE(MeshHint(2, c).find("--mesh"), std::string::npos);
   // PaLM-like dims on 64 ranks: x = 4 (0.5 sqrt(64)).
   c.model_dim = 1024;
