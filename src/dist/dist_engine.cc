@@ -57,18 +57,6 @@ std::vector<std::pair<int64_t, int64_t>> LocalRanges(const DimSharding& d, const
   return out;
 }
 
-// Coordinates of member j of this rank's group over `g` (group order: row-major over g's axes, x major).
-std::array<int, 3> MemberCoords(const Mesh& mesh, AxisSet g, int j) {
-  std::array<int, 3> c = mesh.coords();
-  for (int a = 2; a >= 0; --a) {
-    if (g.has(a)) {
-      c[a] = j % mesh.shape().size(a);
-      j /= mesh.shape().size(a);
-    }
-  }
-  return c;
-}
-
 CommStats SumStats(const Mesh& m) {
   CommStats s;
   for (uint8_t bits = 0; bits < 8; ++bits) s.Add(m.group(AxisSet{bits}).stats());
@@ -233,7 +221,7 @@ class DistEngine::Runner {
     std::vector<std::vector<int64_t>> member_rows(rg.size());
     int64_t max_rows = 0, total = 0;
     for (int j = 0; j < rg.size(); ++j) {
-      need(Rows(x.spec.rows, MemberCoords(m_, row_axes, j)), &member_rows[j]);
+      need(Rows(x.spec.rows, m_.MemberCoords(row_axes, j)), &member_rows[j]);
       max_rows = std::max<int64_t>(max_rows, member_rows[j].size());
       total += static_cast<int64_t>(member_rows[j].size());
     }
@@ -310,7 +298,7 @@ class DistEngine::Runner {
     SI_RETURN_IF_ERROR(g.AllGather(a.data.data(), blocks.data(), a.rows * lc, ElemType::kF32));
     for (int j = 0; j < K; ++j) {
       // Member j's block position among the gathered ones: its coords over the suffix, in spec order.
-      const auto cj = MemberCoords(m_, suffix, j);
+      const auto cj = m_.MemberCoords(suffix, j);
       int64_t pos = 0;
       for (char ch : suf) pos = pos * m_.shape().size(AxisOf(ch)) + cj[AxisOf(ch)];
       for (int64_t r = 0; r < a.rows; ++r) {
@@ -489,7 +477,7 @@ class DistEngine::Runner {
     std::vector<RowSet> rs(K);
     int64_t maxn = 0;
     for (int j = 0; j < K; ++j) {
-      rs[j] = Rows(batch, MemberCoords(m_, g_axes, j));
+      rs[j] = Rows(batch, m_.MemberCoords(g_axes, j));
       maxn = std::max(maxn, rs[j].n);
     }
     std::vector<float> send(K * maxn * lc, 0.0f), recv(K * maxn * lc);
@@ -500,7 +488,7 @@ class DistEngine::Runner {
     const RowSet me = rs[g.rank()];
     std::vector<float> out(me.n * a.dim);
     for (int j = 0; j < K; ++j) {
-      const int64_t fb = BlockIndex(a.spec.cols, m_.shape(), MemberCoords(m_, g_axes, j));
+      const int64_t fb = BlockIndex(a.spec.cols, m_.shape(), m_.MemberCoords(g_axes, j));
       for (int64_t r = 0; r < me.n; ++r) {
         std::memcpy(&out[r * a.dim + fb * lc], &recv[(j * maxn + r) * lc], lc * sizeof(float));
       }
@@ -521,12 +509,12 @@ class DistEngine::Runner {
     std::vector<RowSet> rs(K);
     int64_t maxn = 0;
     for (int j = 0; j < K; ++j) {
-      rs[j] = Rows(a.spec.rows, MemberCoords(m_, g_axes, j));
+      rs[j] = Rows(a.spec.rows, m_.MemberCoords(g_axes, j));
       maxn = std::max(maxn, rs[j].n);
     }
     std::vector<float> send(K * maxn * lc, 0.0f), recv(K * maxn * lc);
     for (int j = 0; j < K; ++j) {
-      const int64_t fb = BlockIndex(feat, m_.shape(), MemberCoords(m_, g_axes, j));
+      const int64_t fb = BlockIndex(feat, m_.shape(), m_.MemberCoords(g_axes, j));
       for (int64_t r = 0; r < a.rows; ++r) {
         std::memcpy(&send[(j * maxn + r) * lc], &a.data[r * a.dim + fb * lc], lc * sizeof(float));
       }

@@ -149,6 +149,17 @@ Mesh::Mesh(MeshShape shape, int rank, std::array<std::unique_ptr<Comm>, 8> group
 
 Mesh::~Mesh() = default;
 
+std::array<int, 3> Mesh::MemberCoords(AxisSet axes, int j) const {
+  std::array<int, 3> c = coords_;
+  for (int a = 2; a >= 0; --a) {
+    if (axes.has(a)) {
+      c[a] = j % shape_.size(a);
+      j /= shape_.size(a);
+    }
+  }
+  return c;
+}
+
 int64_t Mesh::TotalBytesSent() const {
   int64_t total = 0;
   for (const auto& g : groups_) total += g->stats().total_bytes();

@@ -60,19 +60,6 @@ int64_t GatheredIndex(const DimSharding& stored, AxisSet g, const MeshShape& m,
   return idx;
 }
 
-// Member j's coordinates in this rank's group over `g`: mine, with g's axes decoded row-major from
-// j.
-std::array<int, 3> MemberCoords(const Mesh& mesh, AxisSet g, int j) {
-  std::array<int, 3> c = mesh.coords();
-  for (int a = 2; a >= 0; --a) {
-    if (g.has(a)) {
-      c[a] = j % mesh.shape().size(a);
-      j /= mesh.shape().size(a);
-    }
-  }
-  return c;
-}
-
 // Rows [row0, row0 + n) of W as a matrix of their own (whole rows: any dtype).
 MatRef SubRows(const MatRef& w, int64_t row0, int64_t n) {
   MatRef r = w;
@@ -254,7 +241,7 @@ class MatMulCall {
     out.cols = w.mat.cols * col_blocks;
     bool identity = col_blocks == 1;
     for (int j = 0; j < k && identity; ++j) {
-      identity = GatheredIndex(w.spec.rows, g, m, MemberCoords(mesh_, g, j)) == j;
+      identity = GatheredIndex(w.spec.rows, g, m, mesh_.MemberCoords(g, j)) == j;
     }
     if (identity) {
       out.data = slot.raw.data();
@@ -263,7 +250,7 @@ class MatMulCall {
     const int64_t row_bytes = out.row_bytes(), shard_row_bytes = w.mat.row_bytes();
     Grow(slot.mat, out.rows * row_bytes);
     for (int j = 0; j < k; ++j) {
-      const std::array<int, 3> c = MemberCoords(mesh_, g, j);
+      const std::array<int, 3> c = mesh_.MemberCoords(g, j);
       const int64_t r0 = GatheredIndex(w.spec.rows, g, m, c) * w.mat.rows;
       const int64_t c0 =
           DTypeRowBytes(w.mat.type, GatheredIndex(w.spec.cols, g, m, c) * w.mat.cols);
@@ -330,7 +317,7 @@ Result<std::vector<ShardedAct>> ShardedMatMul(Mesh& mesh, const Kernels& k, cons
   {
     const std::string suf = a.spec.cols.str().substr(used0.cols.str().size());
     for (int j = 0; j < ka; ++j) {
-      const auto cj = MemberCoords(mesh, suffix, j);
+      const auto cj = mesh.MemberCoords(suffix, j);
       for (char ch : suf) ag_pos[j] = ag_pos[j] * m.size(ch - 'x') + cj[ch - 'x'];
     }
   }

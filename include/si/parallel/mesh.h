@@ -1,11 +1,14 @@
-// The logical 3-D device mesh of Pope et al. (axes x, y, z) and the communicators of its axis groups.
+// The logical 3-D device mesh of Pope et al. (axes x, y, z) and the communicators of its axis
+// groups.
 //
-// Ranks are numbered row-major over (x, y, z), exactly as MPI_Cart_create numbers them with reorder = 0:
+// Ranks are numbered row-major over (x, y, z), exactly as MPI_Cart_create numbers them with reorder
+// = 0:
 //   rank = (cx * y + cy) * z + cz.
-// The group of an axis set S (e.g. "yz") holds the ranks that share this rank's coordinates on the axes
-// not in S; inside the group ranks are ordered row-major over the axes of S (x major), as MPI_Cart_sub
-// orders them. So the residual stream E_xyz (x major) and a reduce-scatter into E over "yz" after one over
-// "x" give the same element order, which the partition specs rely on (partition.h).
+// The group of an axis set S (e.g. "yz") holds the ranks that share this rank's coordinates on the
+// axes not in S; inside the group ranks are ordered row-major over the axes of S (x major), as
+// MPI_Cart_sub orders them. So the residual stream E_xyz (x major) and a reduce-scatter into E over
+// "yz" after one over "x" give the same element order, which the partition specs rely on
+// (partition.h).
 #pragma once
 
 #include <array>
@@ -68,8 +71,8 @@ struct MeshFit {
   bool ws2d = false;  // E % x, E % (x*y*z), F, Q and KV dims % (y*z), heads and kv heads % (y*z*x)
   bool ws1d = false;  // F, heads, kv heads % n, E % n
   bool batch_attention = false;  // q_dim and kv_dim % n: the all-to-all of Pope Fig. 5b applies
-  double score = 0;              // higher is better (2D fit, then x nearest 0.5 sqrt(n): Pope §3.2.2)
-  std::string reason;            // first dimension that does not divide, empty when ws2d
+  double score = 0;    // higher is better (2D fit, then x nearest 0.5 sqrt(n): Pope §3.2.2)
+  std::string reason;  // first dimension that does not divide, empty when ws2d
 };
 // Every factorisation x*y*z = num_ranks, best first. SuggestMesh returns the first that fits 2D
 // weight-stationary (or the first 1D one, or an error listing why each failed).
@@ -94,6 +97,9 @@ class Mesh {
   int coord(int axis) const { return coords_[axis]; }
   // This rank's index within the group of `axes` (0 for the empty set).
   int GroupRank(AxisSet axes) const { return shape_.GroupRank(axes, coords_); }
+  // Coordinates of member j of this rank's group over `axes` (group order: row-major over the axes,
+  // x major): this rank's coordinates with the group's axes decoded from j.
+  std::array<int, 3> MemberCoords(AxisSet axes, int j) const;
   // The communicator over `axes`; the empty set gives a 1-rank communicator (all ops are copies).
   Comm& group(AxisSet axes) const { return *groups_[axes.bits]; }
   Comm& world() const { return group(AxisSet::XYZ()); }
