@@ -1,5 +1,6 @@
 #include "dist_session.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -48,7 +49,12 @@ bool DistFlags::Requested() const {
 
 int OpenError(const std::string& command, const Status& status) {
   if (IsRootProcess()) return PrintError(command, status);
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // An error every rank sees (bad --mesh, dims not divisible) is printed by rank 0, which then
+  // exits. One only this rank sees (out of memory, a thread it cannot start) would leave rank 0
+  // waiting in a collective forever: give rank 0 a second to report a shared error, then abort the
+  // job with this rank's message.
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  MpiAbortAll(status.WithContext(command));
   return 1;
 }
 
@@ -92,6 +98,16 @@ Result<std::unique_ptr<Session>> Session::Open(const std::string& path, const Di
     return s;
   }
   SI_ASSIGN_OR_RETURN(s->mpi_, MpiSession::Init(nullptr, nullptr));
+  // On an error below, keep MPI initialized (never MPI_Finalize): finalizing waits for the other
+  // ranks, which may be waiting in a collective for this one. OpenError then aborts the job, or
+  // this process exits without finalizing, which makes mpirun stop the others.
+  struct KeepMpiOnError {
+    Session* s;
+    bool opened = false;
+    ~KeepMpiOnError() {
+      if (!opened) (void)s->mpi_.release();  // NOLINT: deliberately leaked
+    }
+  } keep{s.get()};
   s->rank_ = s->mpi_->world_rank();
   s->world_ = s->mpi_->world_size();
   // A file only this rank cannot open: abort the job (the others would wait in the first
@@ -159,7 +175,23 @@ Result<std::unique_ptr<Session>> Session::Open(const std::string& path, const Di
                                w.batch, ", prompt ", w.prompt, ", gen ", w.gen, "):\n", ch.note);
     }
   }
-  SI_ASSIGN_OR_RETURN(s->dist_, DistEngine::Create(s->model_, s->mesh_.get(), o));
+  // Creating the engine allocates this rank's shards and KV cache, which can fail on one rank only
+  // (out of memory): agree on the outcome before the first collective of the run, or the others
+  // would wait in it forever. The same error on every rank is returned as usual; one rank's own
+  // failure aborts the job.
+  auto created = DistEngine::Create(s->model_, s->mesh_.get(), o);
+  const uint8_t ok = created.ok() ? 1 : 0;
+  std::vector<uint8_t> oks(s->world_);
+  SI_RETURN_IF_ERROR(s->mesh_->world().AllGather(&ok, oks.data(), 1, ElemType::kU8));
+  const int failed = static_cast<int>(std::count(oks.begin(), oks.end(), uint8_t{0}));
+  if (failed == s->world_) return created.status();
+  if (!created.ok()) MpiAbortAll(created.status());
+  if (failed > 0) {
+    // Another rank is aborting the job; do not enter the run.
+    std::this_thread::sleep_for(std::chrono::seconds(5));
+    return InternalError("another rank failed to create its engine");
+  }
+  s->dist_ = std::move(*created);
   // Weight memory per rank: the largest over the ranks (the LM head's last block is shorter).
   const int64_t mine = s->dist_->weight_bytes();
   std::vector<int64_t> all(s->world_);
@@ -170,6 +202,7 @@ Result<std::unique_ptr<Session>> Session::Open(const std::string& path, const Di
   s->description_ =
       StrCat("mesh ", shape.ToString(), " (", s->world_, " ranks), prefill ", o.prefill.ToString(),
              ", decode ", o.decode.ToString(), ", overlap ", flags.overlap);
+  keep.opened = true;
   return s;
 }
 

@@ -1,10 +1,13 @@
-// What logits/run/bench run on: the single-process Engine, or the DistEngine over an MPI mesh when started
-// under mpirun or with --mesh/--layout/--attention. Rank 0 alone prints and writes (root()).
+// What logits/run/bench run on: the single-process Engine, or the DistEngine over an MPI mesh when
+// started under mpirun or with --mesh/--layout/--attention. Rank 0 alone prints and writes
+// (root()).
 //
-// Failure policy (docs/parallel.md): errors every rank sees the same way (bad --mesh, wrong rank count,
-// dims not divisible, bad batch) are returned on every rank; the command prints them on rank 0 and every
-// rank exits 1. An error only one rank can see (it cannot open or map the model file) makes that rank
-// MPI_Abort the job (MpiAbortAll), so no rank waits forever.
+// Failure policy (docs/parallel.md): errors every rank sees the same way (bad --mesh, wrong rank
+// count, dims not divisible, bad batch) are printed by rank 0, which exits 1. An error only one
+// rank can see (it cannot open or map the model file, runs out of memory, cannot start its threads)
+// makes that rank MPI_Abort the job (MpiAbortAll) with "rank N: error: ...", so no rank waits
+// forever. On any error MPI is never finalized (finalizing waits for ranks that may be blocked in a
+// collective).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -20,11 +23,11 @@
 namespace si::cli {
 
 struct DistFlags {
-  std::string mesh;                 // "" : the planner's suggestion for the number of ranks
-  std::string layout = "auto";      // auto | 1d-ws | 2d-ws | wg-x | wg-xy | wg-xyz
-  std::string attention = "auto";   // auto | heads | batch
-  bool verbose = false;             // print the layout choice and memory per rank (rank 0)
-  std::string overlap = "off";      // on | off | both (bench: alternating) — looped collective matmul
+  std::string mesh;                // "" : the planner's suggestion for the number of ranks
+  std::string layout = "auto";     // auto | 1d-ws | 2d-ws | wg-x | wg-xy | wg-xyz
+  std::string attention = "auto";  // auto | heads | batch
+  bool verbose = false;            // print the layout choice and memory per rank (rank 0)
+  std::string overlap = "off";  // on | off | both (bench: alternating) — looped collective matmul
   CLI::Option* mesh_opt = nullptr;
   CLI::Option* layout_opt = nullptr;
   CLI::Option* attn_opt = nullptr;
@@ -40,8 +43,9 @@ struct Workload {
 
 class Session {
  public:
-  static Result<std::unique_ptr<Session>> Open(const std::string& model_path, const DistFlags& flags,
-                                               EngineOptions options, const Workload& workload);
+  static Result<std::unique_ptr<Session>> Open(const std::string& model_path,
+                                               const DistFlags& flags, EngineOptions options,
+                                               const Workload& workload);
   ~Session();
 
   bool root() const { return rank_ == 0; }
@@ -63,7 +67,8 @@ class Session {
   const std::string& description() const { return description_; }
   // The planner's reasoning for --layout auto (empty otherwise).
   const std::string& choice_note() const { return choice_note_; }
-  // Weight memory of this rank (sharded matmul weights + LM head block), max over ranks, and KV cache.
+  // Weight memory of this rank (sharded matmul weights + LM head block), max over ranks, and KV
+  // cache.
   int64_t max_weight_bytes_per_rank() const { return max_weight_bytes_; }
   // Prints "scaleinfer <cmd>: <message>" on rank 0 only; returns 1.
   int Error(const std::string& cmd, const Status& st) const;
@@ -83,9 +88,10 @@ class Session {
 // Prints only on rank 0 of an MPI job (or always in a single process).
 bool IsRootProcess();
 
-// The error exit for a failed Session::Open, which every rank detects alike: rank 0 prints the one error
-// line; the other ranks wait a moment before exiting non-zero, because mpiexec kills the whole job as soon as
-// one rank fails and would otherwise often cut rank 0 off before its line is written (seen as a flaky test).
+// The error exit for a failed Session::Open, which every rank detects alike: rank 0 prints the one
+// error line; the other ranks wait a moment before exiting non-zero, because mpiexec kills the
+// whole job as soon as one rank fails and would otherwise often cut rank 0 off before its line is
+// written (seen as a flaky test).
 int OpenError(const std::string& command, const Status& status);
 
 }  // namespace si::cli
