@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "command.h"
+#include "si/base/mmap_file.h"
 #include "si/dist/layout_choice.h"
 #include "si/parallel/comm.h"
 #include "si/perf/roofline.h"
@@ -70,7 +71,11 @@ int Session::Error(const std::string& cmd, const Status& st) const {
 // planner gave each of 2 one-thread ranks the 2-thread peak and all of the bandwidth, and predicted
 // 3x too fast (docs/parallel.md). Returns what was assumed, for the layout note.
 std::string ShareMachineBetweenRanks(int threads, analysis::HardwareSpec* hw) {
-  auto roof = LoadOrMeasureRoofline(1, /*refresh=*/false);
+  // Read only: LoadOrMeasureRoofline would measure (seconds, on every rank at once) and overwrite
+  // the user's cache with a 1-thread file when it is missing or unreadable.
+  auto text = ReadFileToString(RooflineCachePath());
+  if (!text.ok()) return "";
+  auto roof = RooflineFromJson(*text);
   if (!roof.ok() || roof->points.empty()) return "";
   const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
   const int on_host = std::max(1, local ? std::atoi(local) : 1);
@@ -175,23 +180,7 @@ Result<std::unique_ptr<Session>> Session::Open(const std::string& path, const Di
                                w.batch, ", prompt ", w.prompt, ", gen ", w.gen, "):\n", ch.note);
     }
   }
-  // Creating the engine allocates this rank's shards and KV cache, which can fail on one rank only
-  // (out of memory): agree on the outcome before the first collective of the run, or the others
-  // would wait in it forever. The same error on every rank is returned as usual; one rank's own
-  // failure aborts the job.
-  auto created = DistEngine::Create(s->model_, s->mesh_.get(), o);
-  const uint8_t ok = created.ok() ? 1 : 0;
-  std::vector<uint8_t> oks(s->world_);
-  SI_RETURN_IF_ERROR(s->mesh_->world().AllGather(&ok, oks.data(), 1, ElemType::kU8));
-  const int failed = static_cast<int>(std::count(oks.begin(), oks.end(), uint8_t{0}));
-  if (failed == s->world_) return created.status();
-  if (!created.ok()) MpiAbortAll(created.status());
-  if (failed > 0) {
-    // Another rank is aborting the job; do not enter the run.
-    std::this_thread::sleep_for(std::chrono::seconds(5));
-    return InternalError("another rank failed to create its engine");
-  }
-  s->dist_ = std::move(*created);
+  SI_ASSIGN_OR_RETURN(s->dist_, DistEngine::Create(s->model_, s->mesh_.get(), o));
   // Weight memory per rank: the largest over the ranks (the LM head's last block is shorter).
   const int64_t mine = s->dist_->weight_bytes();
   std::vector<int64_t> all(s->world_);
