@@ -122,15 +122,19 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) double VnniProbe(int64_t 
 // int8 ops of the AVX2 integer dot product the non-VNNI quantized kernels use (matmul_quant-inl.h):
 // per 32 int8 pairs one vpmaddubsw (u8 x s8 -> i16 pair sums) + one vpmaddwd (-> i32) + one vpaddd,
 // 8 chains. Not a single dot-product instruction, but the fastest exact int8 dot product these CPUs
-// have.
+// have. Each chain has its own operand: with one shared (a, b) the compiler computes the product
+// once per round and only the 8 adds remain (an earlier version measured 2.1x the true rate so).
 __attribute__((target("avx2"))) double Avx2Int8Probe(int64_t iters, float* sink) {
-  __m256i acc[8];
-  for (int i = 0; i < 8; ++i) acc[i] = _mm256_set1_epi32(i);
+  __m256i acc[8], b[8];
+  for (int i = 0; i < 8; ++i) {
+    acc[i] = _mm256_set1_epi32(i);
+    b[i] = _mm256_set1_epi8(static_cast<char>(-2 - i));
+  }
   __m256i a = _mm256_set1_epi8(3);
-  const __m256i b = _mm256_set1_epi8(-2), ones = _mm256_set1_epi16(1);
+  const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t i = 0; i < iters; ++i) {
     for (int j = 0; j < 8; ++j)
-      acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones));
+      acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(_mm256_maddubs_epi16(a, b[j]), ones));
     __asm__ volatile("" : "+x"(a));  // keeps the products inside the loop
   }
   __m256i s = acc[0];
