@@ -117,8 +117,16 @@ HWY_INLINE void QuantTile(const QA& a, size_t k, const uint8_t* HWY_RESTRICT w0,
     }
     for (int r = 0; r < R; ++r) {
       const float* da = a.d + r * a.d_stride + b0;
-      for (int j = 0; j < C; ++j)
-        for (size_t u = 0; u < nb; ++u) scale[r][j][u] = dw[j][u] * da[u];
+      if (nb == kScaleGroup) {  // vector multiplies: the same f32 products as the scalar loop
+        for (size_t u = 0; u < kScaleGroup; u += hn::Lanes(dq)) {
+          const VQ dav = hn::LoadU(dq, da + u);
+          for (int j = 0; j < C; ++j)
+            hn::Store(hn::Mul(hn::LoadU(dq, &dw[j][u]), dav), dq, &scale[r][j][u]);
+        }
+      } else {
+        for (int j = 0; j < C; ++j)
+          for (size_t u = 0; u < nb; ++u) scale[r][j][u] = dw[j][u] * da[u];
+      }
     }
     for (size_t u = 0; u < nb; ++u) {
       const size_t b = b0 + u;
