@@ -61,21 +61,31 @@ HWY_INLINE float HalfToFloat(uint16_t h) {
 
 // Splits the outputs of `count` matmuls (w[i].rows each) into chunks of a multiple of 16 outputs
 // and runs fn(i, n0, n1) for all of them in ONE pool dispatch (caller included): decode runs Q, K
-// and V (or gate and up) as one parallel region. More chunks than threads for load balance: 16 per
-// thread in decode (M = 1, tiny per-chunk work), 2 when each chunk re-reads all of A. Chunks never
+// and V (or gate and up) as one parallel region. More chunks than threads for load balance: in
+// decode (M = 1) `decode_chunks` per thread, 2 when each chunk re-reads all of A. Chunks never
 // cross a matrix and are multiples of 16 outputs, so no two threads write the same cache line of a
 // C row (unless N itself is unaligned).
 // Decode chunks per thread: the last chunk to finish leaves the other threads idle for about half a
 // chunk, so coarse chunks cost (1 / (2 * chunks)) of every GEMV; each chunk costs one atomic claim
-// (~50 ns). SI_DECODE_CHUNKS overrides it (for measuring; docs/kernels.md).
-const int64_t kDecodeChunksPerThread = [] {
-  const char* e = std::getenv("SI_DECODE_CHUNKS");
-  const long v = e ? std::atol(e) : 0;
-  return v > 0 && v <= 256 ? static_cast<int64_t>(v) : int64_t{16};
-}();
+// (~50 ns) and, for the quantized tile, a cold start of its software prefetch stream (the first
+// ~8 KiB of a chunk are read without it). Measured on Zen 3, 2 threads, alternating runs
+// (docs/kernels.md, "decode chunks"): f32 16 beat 4 in 3 of 3 rounds (110M tg64 40-47 vs 38-42
+// t/s); Q8_0 4 vs 16 is within the noise (paired ratios 0.93-1.11 on 1.1B, median 1.0; 0.89-1.16
+// on 110M, median 1.04), so it takes the coarser split with fewer prefetch restarts.
+// SI_DECODE_CHUNKS overrides both (for measuring).
+constexpr int64_t kFloatDecodeChunks = 16, kQuantDecodeChunks = 4;
+int64_t DecodeChunksPerThread(int64_t def) {
+  static const long env = [] {
+    const char* e = std::getenv("SI_DECODE_CHUNKS");
+    const long v = e ? std::atol(e) : 0;
+    return v > 0 && v <= 256 ? v : 0L;
+  }();
+  return env > 0 ? static_cast<int64_t>(env) : def;
+}
 
 template <class Fn>
-void RunOverOutputs(int count, const MatRef* w, int64_t m, ThreadPool* pool, const Fn& fn) {
+void RunOverOutputs(int count, const MatRef* w, int64_t m, ThreadPool* pool, int64_t decode_chunks,
+                    const Fn& fn) {
   const int threads = pool ? pool->num_threads() : 1;
   int64_t total = 0;
   for (int i = 0; i < count; ++i) total += w[i].rows;
@@ -83,7 +93,7 @@ void RunOverOutputs(int count, const MatRef* w, int64_t m, ThreadPool* pool, con
     for (int i = 0; i < count; ++i) fn(i, int64_t{0}, w[i].rows);
     return;
   }
-  const int64_t per_thread = m == 1 ? kDecodeChunksPerThread : 2;
+  const int64_t per_thread = m == 1 ? DecodeChunksPerThread(decode_chunks) : 2;
   int64_t chunk = (total + threads * per_thread - 1) / (threads * per_thread);
   chunk = std::max<int64_t>(16, (chunk + 15) / 16 * 16);
   struct Task {
@@ -561,7 +571,7 @@ void FloatMatMulMulti(const float* a, int64_t m, int count, const MatRef* w,
   const float* ap = FloatPrepare<kW>(a, m, static_cast<size_t>(w[0].cols), pool, &a_stride);
   const float* packed =
       UsePacked(m) ? PackA(ap, a_stride, m, static_cast<size_t>(w[0].cols), pool) : nullptr;
-  RunOverOutputs(count, w, m, pool, [&](int i, int64_t n0, int64_t n1) {
+  RunOverOutputs(count, w, m, pool, kFloatDecodeChunks, [&](int i, int64_t n0, int64_t n1) {
     FloatRange<kW>(ap, a_stride, packed, m, w[i], bias[i], c[i], n0, n1);
   });
 }
@@ -629,13 +639,14 @@ void QuantMatMulMulti(const float* a, int64_t m, int count, const MatRef* w,
 #if HWY_TARGET == HWY_AVX3
   if (kVnni) {
     const qvnni::QuantPrepared p = qvnni::QuantPrepare(aq, ad, m, k, need_q4);
-    return RunOverOutputs(count, w, m, pool, [&](int i, int64_t n0, int64_t n1) {
-      qvnni::QuantRangeOf(p, m, w[i], bias[i], c[i], n0, n1);
-    });
+    return RunOverOutputs(count, w, m, pool, kQuantDecodeChunks,
+                          [&](int i, int64_t n0, int64_t n1) {
+                            qvnni::QuantRangeOf(p, m, w[i], bias[i], c[i], n0, n1);
+                          });
   }
 #endif
   const qbase::QuantPrepared p = qbase::QuantPrepare(aq, ad, m, k, need_q4);
-  RunOverOutputs(count, w, m, pool, [&](int i, int64_t n0, int64_t n1) {
+  RunOverOutputs(count, w, m, pool, kQuantDecodeChunks, [&](int i, int64_t n0, int64_t n1) {
     qbase::QuantRangeOf(p, m, w[i], bias[i], c[i], n0, n1);
   });
 }
