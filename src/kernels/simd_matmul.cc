@@ -372,6 +372,8 @@ HWY_INLINE void PackedTile(const float* HWY_RESTRICT ap, const float* HWY_RESTRI
 // * kR + r) * lanes].
 constexpr int64_t kGroupRows = 256;
 
+constexpr int64_t kPackAhead = 2;  // rows
+
 template <WKind kW, int kR, int kC>
 void FloatRangePacked(const float* ap, int64_t m, const MatRef& w, const float* bias, float* c,
                       int64_t n0, int64_t n1, size_t kc, size_t slab_bytes) {
@@ -381,6 +383,7 @@ void FloatRangePacked(const float* ap, int64_t m, const MatRef& w, const float* 
   const size_t kp = (k + lanes - 1) / lanes * lanes;  // == a_stride or less
   const size_t nsteps = kp / lanes;
   const size_t n = static_cast<size_t>(w.rows);
+  constexpr size_t kWBytes = kW == WKind::kF32 ? 4 : 2;
   kc = std::min(kc, kp);
   if (slab_bytes == 0) slab_bytes = 256 * 1024;
   const int64_t slab = std::max<int64_t>(kC, static_cast<int64_t>(slab_bytes / (kc * 4)) / kC * kC);
@@ -421,8 +424,13 @@ void FloatRangePacked(const float* ap, int64_t m, const MatRef& w, const float* 
               continue;
             }
             const uint8_t* src = w.row(row);
+            // Each row's chunk is a short stream (kc * 4 = 2 KiB for f32): the hardware prefetcher
+            // restarts on every row and packing waited on DRAM (8.5% of attn_q prefill, perf).
+            // Prefetch the same chunk of the row kPackAhead rows on while packing this one.
+            const uint8_t* ahead = w.row(std::min<int64_t>(row + kPackAhead, w.rows - 1));
             for (size_t v = 0; v < steps; ++v) {
               const size_t kk = k0 + v * lanes;
+              hwy::Prefetch(ahead + kk * kWBytes);
               const VF wv =
                   kk + lanes <= k ? LoadW<kW>(df, src, kk) : LoadWTail<kW>(df, src, kk, k - kk);
               hn::Store(wv, df, dst + v * kC * lanes);
