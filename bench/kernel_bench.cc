@@ -3,10 +3,11 @@
 // compute bound). Counters: GFLOP/s = 2 m n k / time; GB/s = (weight bytes + activation bytes
 // in/out) / time.
 // The same binary measures the machine side by side with the kernels, so that ratios come from one
-// run on a noisy, shared machine: peak/f32_fma (register-only FMA loop, GFLOP/s), peak/read_bw
-// (streaming read of 512 MiB, GB/s) and pool/run (ThreadPool::Run round trip with empty tasks: the
-// fixed cost per parallel region in decode). attention/prefill512/*: causal attention of a
-// 512-token prompt (GFLOP/s of q.k and p.v).
+// run on a noisy, shared machine: peak/f32_fma (register-only FMA loop, GFLOP/s), peak/int8_avx2
+// and peak/q8_0_block_avx2 (the int8 dot and the Q8_0 block dot, register-only, GOP/s),
+// peak/read_bw (streaming read of 512 MiB, GB/s) and pool/run (ThreadPool::Run round trip with
+// empty tasks: the fixed cost per parallel region in decode). attention/prefill512/*: causal
+// attention of a 512-token prompt (GFLOP/s of q.k and p.v).
 //   kernel_bench --benchmark_filter=decode      SI_KERNEL_TARGET=AVX2 kernel_bench
 #include <benchmark/benchmark.h>
 #include <immintrin.h>
@@ -161,6 +162,60 @@ void BM_PeakFma(benchmark::State& state, int threads) {
   state.SetLabel(avx512 ? "avx512" : "avx2");
 }
 
+// The two int8 ceilings of the AVX2 quantized kernels, register-only, 8 independent chains with
+// their own operands (one shared product would be computed once per round):
+//   int8 dot: vpmaddubsw + vpmaddwd + vpaddd per 32 int8 pairs (what roofline calls int8_avx2);
+//   Q8_0 block: + vpsignb, the i32 -> f32 convert and the FMA with the block's scale product, the
+//   per-(row, output, block) work of matmul_quant-inl.h, which cannot accumulate across blocks in
+//   int32 because every block has its own scales.
+// Counted as 2 ops per multiply-add (GOP/s), like GFLOP/s.
+template <bool kBlock>
+__attribute__((target("avx2,fma"))) float Int8Loop256(int64_t iters) {
+  __m256i w[8], acc[8];
+  __m256 facc[8];
+  for (int i = 0; i < 8; ++i) {
+    w[i] = _mm256_set1_epi8(static_cast<char>(i + 1));
+    acc[i] = _mm256_setzero_si256();
+    facc[i] = _mm256_setzero_ps();
+  }
+  __m256i a = _mm256_set1_epi8(3);
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256 scale = _mm256_set1_ps(0.5f);
+  for (int64_t it = 0; it < iters; ++it) {
+    for (int i = 0; i < 8; ++i) {
+      if constexpr (kBlock) {
+        const __m256i d = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(_mm256_abs_epi8(w[i]), _mm256_sign_epi8(a, w[i])), ones);
+        facc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, facc[i]);
+      } else {
+        acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(_mm256_maddubs_epi16(w[i], a), ones));
+      }
+    }
+    __asm__ volatile("" : "+x"(a));  // a new operand every round
+  }
+  float s = 0.0f;
+  for (int i = 0; i < 8; ++i) {
+    s += kBlock ? _mm256_cvtss_f32(facc[i]) : static_cast<float>(_mm256_extract_epi32(acc[i], 0));
+  }
+  return s;
+}
+
+template <bool kBlock>
+void BM_PeakInt8(benchmark::State& state, int threads) {
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+    state.SkipWithError("no AVX2/FMA");
+    return;
+  }
+  constexpr int64_t kIters = 1 << 16;
+  ThreadPool* pool = Pool(threads);
+  std::atomic<float> sink{0.0f};
+  for (auto _ : state) {
+    pool->Run(threads, [&](int64_t, int) { sink = sink + Int8Loop256<kBlock>(kIters); });
+  }
+  state.counters["GOP/s"] = benchmark::Counter(2.0 * 8 * 32 * kIters * threads * 1e-9,
+                                               benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // Integer sum: vectorizes without -ffast-math, so the loop is bound by memory, not by add latency.
 __attribute__((target("avx2"))) uint64_t SumWords(const uint64_t* p, int64_t n) {
   uint64_t s = 0;
@@ -195,6 +250,14 @@ void BM_PoolRun(benchmark::State& state, int threads) {
 int Register() {
   for (int threads : {1, 2}) {
     const std::string t = "/threads:" + std::to_string(threads);
+    benchmark::RegisterBenchmark(("peak/int8_avx2" + t).c_str(), BM_PeakInt8<false>, threads)
+        ->Unit(benchmark::kMicrosecond)
+        ->UseRealTime()
+        ->MinTime(0.2);
+    benchmark::RegisterBenchmark(("peak/q8_0_block_avx2" + t).c_str(), BM_PeakInt8<true>, threads)
+        ->Unit(benchmark::kMicrosecond)
+        ->UseRealTime()
+        ->MinTime(0.2);
     benchmark::RegisterBenchmark(("peak/f32_fma" + t).c_str(), BM_PeakFma, threads)
         ->Unit(benchmark::kMicrosecond)
         ->UseRealTime()
