@@ -93,6 +93,19 @@ constexpr size_t kScaleGroup = 8;
 // better than 4 and 8 (docs/kernels.md, "decode prefetch").
 constexpr int kDecodeC = 2;
 
+// Where a tile's software prefetch starts: the weight rows `ahead` tiles on, `ahead` being the
+// fewest whole tiles (C rows of w_stride bytes, contiguous) that make ~8 KiB. Tiles that stream
+// their weights from memory prefetch from there in address order, C blocks' bytes per block step,
+// so the prefetches form one sequential stream ~8 KiB ahead of the reads (docs/kernels.md, "decode
+// prefetch"). Past the last row it is a harmless hint.
+constexpr size_t kPrefetchAheadBytes = 8192;
+HWY_INLINE const uint8_t* PrefetchStart(const uint8_t* w0, size_t tile_bytes) {
+  return w0 + tile_bytes * std::max<size_t>(1, (kPrefetchAheadBytes + tile_bytes - 1) / tile_bytes);
+}
+HWY_INLINE void PrefetchLines(const uint8_t* p, size_t bytes) {
+  for (size_t l = 0; l < bytes; l += 64) hwy::Prefetch(p + l);
+}
+
 template <bool kQ4, int R, int C>
 HWY_INLINE void QuantTile(const QA& a, size_t k, const uint8_t* HWY_RESTRICT w0, size_t w_stride,
                           const float* bias, float* HWY_RESTRICT c, size_t c_stride, bool stream) {
@@ -104,18 +117,14 @@ HWY_INLINE void QuantTile(const QA& a, size_t k, const uint8_t* HWY_RESTRICT w0,
   for (int r = 0; r < R; ++r)
     for (int j = 0; j < C; ++j) acc[r][j] = hn::Zero(dq);
   HWY_ALIGN float scale[R][C][kScaleGroup];
-  // stream: this tile's weights come from DRAM (the first row block of a slab; later ones find the
-  // slab in L2). Then it prefetches like the decode tile (see there), a block group at a time:
-  // batched decode (M = 16, 4 row blocks) went 29-32 -> 39-41 t/s (1.1B Q8_0, 3 alternating pairs),
-  // while prefetching in every row block cost prefill 0-10%.
-  const size_t tile_bytes = C * w_stride;
-  const uint8_t* pf = w0 + tile_bytes * std::max<size_t>(1, (8192 + tile_bytes - 1) / tile_bytes);
+  // stream: this tile's weights come from memory (the first row block of a slab; later ones find
+  // the slab in L2). Then it prefetches like the decode tile, a block group at a time: batched
+  // decode 1.1B Q8_0, 2 threads, b4 25-27 -> 38-45 t/s, b16 34-38 -> 35-51 t/s (alternating pairs),
+  // while prefetching in every row block cost prefill 0-10% (docs/kernels.md).
+  const uint8_t* pf = PrefetchStart(w0, C * w_stride);
   for (size_t b0 = 0; b0 < nblocks; b0 += kScaleGroup) {
     const size_t nb = std::min(kScaleGroup, nblocks - b0);
-    if (stream) {
-      constexpr size_t kGroupBytes = C * kBlockBytes * kScaleGroup;
-      for (size_t l = 0; l < kGroupBytes; l += 64) hwy::Prefetch(pf + b0 * C * kBlockBytes + l);
-    }
+    if (stream) PrefetchLines(pf + b0 * C * kBlockBytes, C * kBlockBytes * kScaleGroup);
     float dw[C][kScaleGroup];
     for (int j = 0; j < C; ++j) {
       const uint8_t* blk = w0 + j * w_stride + b0 * kBlockBytes;
@@ -178,19 +187,12 @@ HWY_INLINE void QuantTileDecode(const QA& a, size_t k, const uint8_t* HWY_RESTRI
   for (int r = 0; r < R; ++r)
     for (int j = 0; j < C; ++j) acc[r][j] = hn::Zero(dq);
   // Decode streams C rows at once (C * K bytes, contiguous): for short rows (K = 2048: 34 lines per
-  // row) the hardware prefetcher restarts every tile and each restart costs a DRAM latency. So the
-  // tile prefetches the region `ahead` tiles further on, in address order, C blocks' bytes per
-  // block step: one sequential stream that runs ~8 KiB ahead of the reads. Per-row prefetches of
-  // the next tile (the earlier form) measured 0.60-0.66 of the read probe, this one 0.74-0.83
-  // (docs/kernels.md, "decode prefetch"). Past the last row it is a harmless hint.
-  constexpr size_t kPfBytesPerBlock = C * kBlockBytes;
-  const size_t tile_bytes = C * w_stride;
-  const uint8_t* pf = w0 + tile_bytes * std::max<size_t>(1, (8192 + tile_bytes - 1) / tile_bytes);
+  // row) the hardware prefetcher restarts every tile and each restart costs a DRAM latency, so the
+  // tile prefetches (PrefetchStart). Per-row prefetches of the next tile (the earlier form)
+  // measured 0.60-0.66 of the read probe, this one 0.74-0.83; none 0.41.
+  const uint8_t* pf = PrefetchStart(w0, C * w_stride);
   for (size_t b = 0; b < nblocks; ++b) {
-    if constexpr (R == 1) {
-      for (size_t l = 0; l < kPfBytesPerBlock; l += 64)
-        hwy::Prefetch(pf + b * kPfBytesPerBlock + l);
-    }
+    if constexpr (R == 1) PrefetchLines(pf + b * C * kBlockBytes, C * kBlockBytes);
     I8x32 wv[C], wabs[C];
     VQ dw[C];
     for (int j = 0; j < C; ++j) {

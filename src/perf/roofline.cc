@@ -57,7 +57,6 @@ double FmaProbe(int64_t iters, float* sink) {
   return 2.0 * 12 * static_cast<double>(hn::Lanes(d)) * static_cast<double>(iters);
 }
 
-// Streams `n` floats once (4 independent accumulators); returns bytes read.
 // Streams p[0, n) once as kStreams interleaved sequential streams (one per quarter of the slice),
 // two vectors per stream per step. One stream per thread measured 15.3 GB/s on 2 Zen 3 threads
 // while the GEMV, which reads 4 weight rows at once, pulled 22 GB/s (MBU 1.46 in bench): a single
