@@ -20,6 +20,7 @@
 
 #include "si/base/thread_pool.h"
 #include "si/kernels/ops.h"
+#include "si/perf/roofline.h"
 
 namespace si {
 namespace {
@@ -162,44 +163,9 @@ void BM_PeakFma(benchmark::State& state, int threads) {
   state.SetLabel(avx512 ? "avx512" : "avx2");
 }
 
-// The two int8 ceilings of the AVX2 quantized kernels, register-only, 8 independent chains with
-// their own operands (one shared product would be computed once per round):
-//   int8 dot: vpmaddubsw + vpmaddwd + vpaddd per 32 int8 pairs (what roofline calls int8_avx2);
-//   Q8_0 block: + vpsignb, the i32 -> f32 convert and the FMA with the block's scale product, the
-//   per-(row, output, block) work of matmul_quant-inl.h, which cannot accumulate across blocks in
-//   int32 because every block has its own scales.
-// Counted as 2 ops per multiply-add (GOP/s), like GFLOP/s.
-template <bool kBlock>
-__attribute__((target("avx2,fma"))) float Int8Loop256(int64_t iters) {
-  __m256i w[8], acc[8];
-  __m256 facc[8];
-  for (int i = 0; i < 8; ++i) {
-    w[i] = _mm256_set1_epi8(static_cast<char>(i + 1));
-    acc[i] = _mm256_setzero_si256();
-    facc[i] = _mm256_setzero_ps();
-  }
-  __m256i a = _mm256_set1_epi8(3);
-  const __m256i ones = _mm256_set1_epi16(1);
-  const __m256 scale = _mm256_set1_ps(0.5f);
-  for (int64_t it = 0; it < iters; ++it) {
-    for (int i = 0; i < 8; ++i) {
-      if constexpr (kBlock) {
-        const __m256i d = _mm256_madd_epi16(
-            _mm256_maddubs_epi16(_mm256_abs_epi8(w[i]), _mm256_sign_epi8(a, w[i])), ones);
-        facc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, facc[i]);
-      } else {
-        acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(_mm256_maddubs_epi16(w[i], a), ones));
-      }
-    }
-    __asm__ volatile("" : "+x"(a));  // a new operand every round
-  }
-  float s = 0.0f;
-  for (int i = 0; i < 8; ++i) {
-    s += kBlock ? _mm256_cvtss_f32(facc[i]) : static_cast<float>(_mm256_extract_epi32(acc[i], 0));
-  }
-  return s;
-}
-
+// The two int8 ceilings of the AVX2 quantized kernels, register-only (si::Avx2Int8Probe, the loop
+// the roofline measures): the int8 dot, and the Q8_0 block dot, which cannot accumulate across
+// blocks in int32 because every block has its own scales. GOP/s: 2 per multiply-add.
 template <bool kBlock>
 void BM_PeakInt8(benchmark::State& state, int threads) {
   if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
@@ -208,12 +174,16 @@ void BM_PeakInt8(benchmark::State& state, int threads) {
   }
   constexpr int64_t kIters = 1 << 16;
   ThreadPool* pool = Pool(threads);
-  std::atomic<float> sink{0.0f};
+  std::vector<float> sinks(threads, 0.0f);
+  std::vector<double> ops(threads, 0.0);  // per round, as the probe counts them
   for (auto _ : state) {
-    pool->Run(threads, [&](int64_t, int) { sink = sink + Int8Loop256<kBlock>(kIters); });
+    pool->Run(threads, [&](int64_t t, int) { ops[t] = Avx2Int8Probe(kIters, kBlock, &sinks[t]); });
+    benchmark::DoNotOptimize(sinks.data());
   }
-  state.counters["GOP/s"] = benchmark::Counter(2.0 * 8 * 32 * kIters * threads * 1e-9,
-                                               benchmark::Counter::kIsIterationInvariantRate);
+  double total = 0;
+  for (double o : ops) total += o;
+  state.counters["GOP/s"] =
+      benchmark::Counter(total * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // Integer sum: vectorizes without -ffast-math, so the loop is bound by memory, not by add latency.

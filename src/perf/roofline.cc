@@ -118,27 +118,38 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) double VnniProbe(int64_t 
   return 2.0 * 64 * 8 * static_cast<double>(iters);
 }
 
-// int8 ops of the AVX2 integer dot product the non-VNNI quantized kernels use (matmul_quant-inl.h):
-// per 32 int8 pairs one vpmaddubsw (u8 x s8 -> i16 pair sums) + one vpmaddwd (-> i32) + one vpaddd,
-// 8 chains. Not a single dot-product instruction, but the fastest exact int8 dot product these CPUs
-// have. Each chain has its own operand: with one shared (a, b) the compiler computes the product
-// once per round and only the 8 adds remain (an earlier version measured 2.1x the true rate so).
-__attribute__((target("avx2"))) double Avx2Int8Probe(int64_t iters, float* sink) {
-  __m256i acc[8], b[8];
+// The AVX2 int8 loops of Avx2Int8Probe (declared in roofline.h). 8 chains, each with its own weight
+// operand: with one shared operand the compiler computes the product once per round and only the
+// adds remain (an earlier version of the roofline probe measured 2.1x the true rate so).
+template <bool kBlock>
+__attribute__((target("avx2,fma"))) double Avx2Int8Loop(int64_t iters, float* sink) {
+  __m256i w[8], acc[8];
+  __m256 facc[8];
   for (int i = 0; i < 8; ++i) {
-    acc[i] = _mm256_set1_epi32(i);
-    b[i] = _mm256_set1_epi8(static_cast<char>(-2 - i));
+    w[i] = _mm256_set1_epi8(static_cast<char>(i + 1));
+    acc[i] = _mm256_setzero_si256();
+    facc[i] = _mm256_setzero_ps();
   }
   __m256i a = _mm256_set1_epi8(3);
   const __m256i ones = _mm256_set1_epi16(1);
-  for (int64_t i = 0; i < iters; ++i) {
-    for (int j = 0; j < 8; ++j)
-      acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(_mm256_maddubs_epi16(a, b[j]), ones));
-    __asm__ volatile("" : "+x"(a));  // keeps the products inside the loop
+  const __m256 scale = _mm256_set1_ps(0.5f);
+  for (int64_t it = 0; it < iters; ++it) {
+    for (int i = 0; i < 8; ++i) {
+      if constexpr (kBlock) {
+        const __m256i d = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(_mm256_abs_epi8(w[i]), _mm256_sign_epi8(a, w[i])), ones);
+        facc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, facc[i]);
+      } else {
+        acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(_mm256_maddubs_epi16(w[i], a), ones));
+      }
+    }
+    __asm__ volatile("" : "+x"(a));  // a new operand every round: the products stay in the loop
   }
-  __m256i s = acc[0];
-  for (int j = 1; j < 8; ++j) s = _mm256_add_epi32(s, acc[j]);
-  *sink += static_cast<float>(_mm256_extract_epi32(s, 0));
+  float s = 0.0f;
+  for (int i = 0; i < 8; ++i) {
+    s += kBlock ? _mm256_cvtss_f32(facc[i]) : static_cast<float>(_mm256_extract_epi32(acc[i], 0));
+  }
+  *sink += s;
   return 2.0 * 32 * 8 * static_cast<double>(iters);
 }
 
@@ -219,6 +230,12 @@ const RooflinePoint* Roofline::AtThreads(int threads) const {
   return nullptr;
 }
 
+#if defined(__x86_64__)
+double Avx2Int8Probe(int64_t iters, bool q8_0_block, float* sink) {
+  return q8_0_block ? Avx2Int8Loop<true>(iters, sink) : Avx2Int8Loop<false>(iters, sink);
+}
+#endif
+
 Roofline MeasureRoofline(int max_threads) {
   if (max_threads <= 0)
     max_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -260,8 +277,8 @@ Roofline MeasureRoofline(int max_threads) {
           Throughput(pool, t, 0.2, [&](int th) { return VnniProbe(1 << 16, &sinks[th]); });
     }
     if (__builtin_cpu_supports("avx2")) {
-      p.peak_flops["int8_avx2"] =
-          Throughput(pool, t, 0.2, [&](int th) { return Avx2Int8Probe(1 << 16, &sinks[th]); });
+      p.peak_flops["int8_avx2"] = Throughput(
+          pool, t, 0.2, [&](int th) { return Avx2Int8Loop<false>(1 << 16, &sinks[th]); });
     }
     if (__builtin_cpu_supports("avx512bf16")) {
       p.peak_flops["bf16"] =

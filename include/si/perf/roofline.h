@@ -1,5 +1,5 @@
-// Measures this machine's roofline: memory read bandwidth and peak arithmetic throughput for 1..N threads,
-// cached as JSON so benchmarks and the planner's `local` hardware read the same numbers.
+// Measures this machine's roofline: memory read bandwidth and peak arithmetic throughput for 1..N
+// threads, cached as JSON so benchmarks and the planner's `local` hardware read the same numbers.
 #pragma once
 
 #include <cstdint>
@@ -13,22 +13,31 @@ namespace si {
 
 struct RooflinePoint {
   int threads = 1;
-  double mem_bw = 0;                         // bytes/s, streaming read of a buffer >> last-level cache
-  std::map<std::string, double> peak_flops;  // "f32" (FMA), "bf16" (AVX512_BF16 dot), "int8" (VNNI dot),
-                                              // "int8_avx2" (vpmaddubsw + vpmaddwd): ops/s
+  double mem_bw = 0;  // bytes/s, streaming read of a buffer >> last-level cache
+  std::map<std::string, double> peak_flops;  // "f32" (FMA), "bf16" (AVX512_BF16 dot), "int8" (VNNI
+                                             // dot), "int8_avx2" (vpmaddubsw + vpmaddwd): ops/s
 };
 
 struct Roofline {
   std::string cpu;
-  std::string measured_at;                   // ISO 8601 UTC
+  std::string measured_at;  // ISO 8601 UTC
   int64_t mem_capacity_bytes = 0;
-  std::map<std::string, int64_t> caches;     // "l1d", "l2", "l3" bytes (per instance, from sysfs)
-  std::vector<RooflinePoint> points;         // threads = 1..N
+  std::map<std::string, int64_t> caches;  // "l1d", "l2", "l3" bytes (per instance, from sysfs)
+  std::vector<RooflinePoint> points;      // threads = 1..N
   // The best point for each quantity (over thread counts).
   double best_mem_bw() const;
   double best_peak(const std::string& kind) const;
   const RooflinePoint* AtThreads(int threads) const;
 };
+
+#if defined(__x86_64__)
+// Register-only AVX2 int8 loop of `iters` rounds (the caller checks AVX2 and FMA); returns int8 ops
+// done (2 per multiply-add). q8_0_block = false: vpmaddubsw + vpmaddwd + vpaddd per 32 pairs, the
+// int8 dot of the non-VNNI kernels (the roofline's "int8_avx2"). true: plus the sign, the int32 ->
+// f32 convert and the FMA with the block's scales, what matmul_quant-inl.h does per (row, output,
+// block) of Q8_0 x Q8_0 (kernel_bench peak/q8_0_block_avx2).
+double Avx2Int8Probe(int64_t iters, bool q8_0_block, float* sink);
+#endif
 
 // Runs the measurements (a few seconds per thread count).
 Roofline MeasureRoofline(int max_threads);
