@@ -89,15 +89,12 @@ struct QA {
 // instead of also a scalar fp16 convert, a multiply and a register broadcast (8 vs 5 vector ALU
 // ops; measured in docs/kernels.md). Same numbers as before, in the same order.
 constexpr size_t kScaleGroup = 8;
-// Weight rows per decode tile: 2 rows with the sequential prefetch below measured the same as or
-// better than 4 and 8 (docs/kernels.md, "decode prefetch").
-constexpr int kDecodeC = 2;
 
-// Where a tile's software prefetch starts: the weight rows `ahead` tiles on, `ahead` being the
-// fewest whole tiles (C rows of w_stride bytes, contiguous) that make ~8 KiB. Tiles that stream
-// their weights from memory prefetch from there in address order, C blocks' bytes per block step,
-// so the prefetches form one sequential stream ~8 KiB ahead of the reads (docs/kernels.md, "decode
-// prefetch"). Past the last row it is a harmless hint.
+// Where a streaming prefill tile's software prefetch starts: the weight rows `ahead` tiles on,
+// `ahead` being the fewest whole tiles (C rows of w_stride bytes, contiguous) that make ~8 KiB. It
+// prefetches from there in address order, C blocks' bytes per block step, so the prefetches form
+// one sequential stream ~8 KiB ahead of the reads (docs/kernels.md, "decode prefetch", where the
+// decode tile used it before "decode streams"). Past the last row it is a harmless hint.
 constexpr size_t kPrefetchAheadBytes = 8192;
 HWY_INLINE const uint8_t* PrefetchStart(const uint8_t* w0, size_t tile_bytes) {
   return w0 + tile_bytes * std::max<size_t>(1, (kPrefetchAheadBytes + tile_bytes - 1) / tile_bytes);
@@ -172,50 +169,83 @@ HWY_INLINE void QuantTile(const QA& a, size_t k, const uint8_t* HWY_RESTRICT w0,
   }
 }
 
-// Decode (R = 1) tile: R rows of activations x C rows of weights (w0: first weight row, rows
-// w_stride bytes apart). The grouped-scale tile below measured slower here (memory-bound;
-// docs/kernels.md).
-template <bool kQ4, int R, int C>
-HWY_INLINE void QuantTileDecode(const QA& a, size_t k, const uint8_t* HWY_RESTRICT w0,
-                                size_t w_stride, const float* bias, float* HWY_RESTRICT c,
-                                size_t c_stride) {
+// Decode tile: one activation row x C weight rows (w[j]: row pointer, c[j]: its output, bias[j]:
+// its bias or none).
+//   Q8_0: the C = kDecodeStreams rows come from kDecodeStreams different places of the chunk and
+//   successive tiles take the next row of each place, so each place is one long sequential stream,
+//   prefetched kStreamPrefetchQ8 bytes ahead. A 34-byte-block GEMV has ~15 instructions per block:
+//   the core's out-of-order window covers only a few lines of each stream, so the memory-level
+//   parallelism must come from prefetching, and four long streams are what the hardware prefetcher
+//   and a short software distance serve best. Standalone (265 MB of Q8_0, chunks of 704 / 384 rows
+//   as the engine makes, median ratio to a 4-stream read in the same round, 5 rounds): 2 adjacent
+//   rows + 8 KiB linear prefetch (the previous tile) 0.75 / 0.85 / 0.82 at 1 / 2 / 2 threads, 4
+//   streams + 1 KiB 0.89 / 0.95 / 0.97; 3, 6 or 8 streams and no software prefetch were worse. In
+//   the engine 256 B beat 1 KiB in 7 of 8 two-thread pairs (docs/kernels.md, "decode streams").
+//   Q4_0: kDecodeC adjacent rows with the linear prefetch (PrefetchStart) ~8 KiB ahead: the stream
+//   form measured slower for Q4_0 (1.1B tg32, 1 thread, 11.1-11.9 vs 12.8-14.0 t/s), which at 18
+//   bytes per block is bound by its unpacking more than by memory.
+constexpr int kDecodeStreams = 4, kDecodeC = 2;
+constexpr size_t kStreamPrefetchQ8 = 256;
+template <bool kQ4, int C>
+HWY_INLINE void QuantTileDecode(const QA& a, size_t k, const uint8_t* const* HWY_RESTRICT w,
+                                const float* const* bias, float* const* c) {
   const DQ dq;
   using VQ = hn::Vec<DQ>;
   constexpr size_t kBlockBytes = kQ4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
   const size_t nblocks = k / kQK8_0;
-  VQ acc[R][C];
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < C; ++j) acc[r][j] = hn::Zero(dq);
-  // Decode streams C rows at once (C * K bytes, contiguous): for short rows (K = 2048: 34 lines per
-  // row) the hardware prefetcher restarts every tile and each restart costs a DRAM latency, so the
-  // tile prefetches (PrefetchStart). Per-row prefetches of the next tile (the earlier form)
-  // measured 0.60-0.66 of the read probe, this one 0.74-0.83; none 0.41.
-  const uint8_t* pf = PrefetchStart(w0, C * w_stride);
+  // Q4_0: rows adjacent, w[j] = w[0] + j * row bytes.
+  const uint8_t* pf = kQ4 ? PrefetchStart(w[0], C * (nblocks * kBlockBytes)) : nullptr;
+  VQ acc[C];
+  for (int j = 0; j < C; ++j) acc[j] = hn::Zero(dq);
   for (size_t b = 0; b < nblocks; ++b) {
-    if constexpr (R == 1) PrefetchLines(pf + b * C * kBlockBytes, C * kBlockBytes);
-    I8x32 wv[C], wabs[C];
-    VQ dw[C];
+    if constexpr (kQ4) PrefetchLines(pf + b * C * kBlockBytes, C * kBlockBytes);
+    const I8x32 av = LoadI8x32(a.q + b * kQK8_0);
+    const VQ da = hn::Set(dq, a.d[b]);
     for (int j = 0; j < C; ++j) {
-      const uint8_t* blk = w0 + j * w_stride + b * kBlockBytes;
+      const uint8_t* blk = w[j] + b * kBlockBytes;
+      // One prefetch per 68 bytes of each stream.
+      if (!kQ4 && b % 2 == 0) hwy::Prefetch(blk + kStreamPrefetchQ8);
       uint16_t dbits;
       std::memcpy(&dbits, blk, 2);
-      dw[j] = hn::Set(dq, HalfToFloat(dbits));
-      wv[j] = kQ4 ? UnpackQ4(blk + 2) : LoadI8x32(reinterpret_cast<const int8_t*>(blk + 2));
-      wabs[j] = AbsI8(wv[j]);
-    }
-    for (int r = 0; r < R; ++r) {
-      const I8x32 av = LoadI8x32(a.q + r * a.q_stride + b * kQK8_0);
-      const VQ da = hn::Set(dq, a.d[r * a.d_stride + b]);
-      for (int j = 0; j < C; ++j) {
-        acc[r][j] = hn::MulAdd(DotI8(wabs[j], SignI8(av, wv[j])), hn::Mul(dw[j], da), acc[r][j]);
-      }
+      const I8x32 wv =
+          kQ4 ? UnpackQ4(blk + 2) : LoadI8x32(reinterpret_cast<const int8_t*>(blk + 2));
+      acc[j] = hn::MulAdd(DotI8(AbsI8(wv), SignI8(av, wv)),
+                          hn::Mul(hn::Set(dq, HalfToFloat(dbits)), da), acc[j]);
     }
   }
-  for (int r = 0; r < R; ++r) {
-    for (int j = 0; j < C; ++j) {
-      const float sum = hn::GetLane(hn::SumOfLanes(dq, acc[r][j]));
-      c[r * c_stride + j] = sum + (bias ? bias[j] : 0.0f);
+  for (int j = 0; j < C; ++j) {
+    const float sum = hn::GetLane(hn::SumOfLanes(dq, acc[j]));
+    *c[j] = sum + (bias[j] ? *bias[j] : 0.0f);
+  }
+}
+
+// Decode (one activation row) over outputs [n0, n1). Q8_0: kDecodeStreams streams of s rows each;
+// Q4_0: tiles of kDecodeC adjacent rows; then the rest one row at a time.
+template <bool kQ4>
+void QuantDecodeRange(const QA& a, const MatRef& w, const float* bias, float* c, int64_t n0,
+                      int64_t n1) {
+  constexpr int kC = kQ4 ? kDecodeC : kDecodeStreams;
+  const size_t k = static_cast<size_t>(w.cols);
+  const int64_t tiles = (n1 - n0) / kC;
+  // Row j of tile t: Q8_0 n0 + t + j * tiles (stream j), Q4_0 n0 + t * kC + j (adjacent).
+  const int64_t tile_step = kQ4 ? kC : 1, row_step = kQ4 ? 1 : tiles;
+  const uint8_t* rows[kC];
+  const float* b[kC];
+  float* out[kC];
+  for (int64_t t = 0; t < tiles; ++t) {
+    for (int j = 0; j < kC; ++j) {
+      const int64_t n = n0 + t * tile_step + j * row_step;
+      rows[j] = w.row(n);
+      b[j] = bias ? bias + n : nullptr;
+      out[j] = c + n;
     }
+    QuantTileDecode<kQ4, kC>(a, k, rows, b, out);
+  }
+  for (int64_t n = n0 + kC * tiles; n < n1; ++n) {
+    rows[0] = w.row(n);
+    b[0] = bias ? bias + n : nullptr;
+    out[0] = c + n;
+    QuantTileDecode<kQ4, 1>(a, k, rows, b, out);
   }
 }
 
@@ -223,12 +253,9 @@ struct BaseTile {
   template <bool kQ4, int R, int C>
   static HWY_INLINE void Run(const QA& a, size_t k, const uint8_t* w0, size_t w_stride,
                              const float* bias, float* c, size_t c_stride, bool stream) {
-    if constexpr (R == 1) {
-      QuantTileDecode<kQ4, R, C>(a, k, w0, w_stride, bias, c, c_stride);  // always streams
-    } else {
-      QuantTile<kQ4, R, C>(a, k, w0, w_stride, bias, c, c_stride, stream);
-    }
+    QuantTile<kQ4, R, C>(a, k, w0, w_stride, bias, c, c_stride, stream);
   }
+  static constexpr bool kStreamDecode = true;  // m = 1 runs QuantDecodeRange
   static constexpr int kR = 4;
   static constexpr int kC =
       HWY_TARGET <= HWY_AVX3 ? 4 : 2;  // 256-bit vectors: 16 (AVX3) / 8 accumulators
@@ -329,6 +356,7 @@ struct VnniTile {
                              const float* bias, float* c, size_t c_stride, bool /*stream*/) {
     QuantTileVnni<kQ4, R, C>(a, k, w0, w_stride, bias, c, c_stride);
   }
+  static constexpr bool kStreamDecode = false;  // m = 1 runs 1 x kC tiles
   static constexpr int kR = 8;  // 16 zmm accumulators + 2 zmm per weight row (values, scales)
   static constexpr int kC = 2;
 };
@@ -352,6 +380,9 @@ template <class Tile, bool kQ4>
 void QuantRange(const QA& a, int64_t m, const MatRef& w, const float* bias, float* c, int64_t n0,
                 int64_t n1) {
   constexpr int kR = Tile::kR, kC = Tile::kC;
+  if constexpr (Tile::kStreamDecode) {
+    if (m == 1) return QuantDecodeRange<kQ4>(a, w, bias, c, n0, n1);
+  }
   const size_t k = static_cast<size_t>(w.cols);
   const size_t w_stride = static_cast<size_t>(w.row_bytes());
   const size_t n = static_cast<size_t>(w.rows);
@@ -364,12 +395,6 @@ void QuantRange(const QA& a, int64_t m, const MatRef& w, const float* bias, floa
       float* c_i = c + i * n;
       const bool stream = i == 0;  // the first row block reads the slab from memory
       int64_t j = s0;
-      if (rows == 1) {  // decode: more weight rows per tile to amortise the activation-side work
-        for (; j + kDecodeC <= s1; j += kDecodeC) {
-          Tile::template Run<kQ4, 1, kDecodeC>(a_i, k, w.row(j), w_stride,
-                                               bias ? bias + j : nullptr, c_i + j, n, stream);
-        }
-      }
       for (; j + kC <= s1; j += kC) {
         TileRows<Tile, kQ4, kR, kC>(rows, a_i, k, w.row(j), w_stride, bias ? bias + j : nullptr,
                                     c_i + j, n, stream);
