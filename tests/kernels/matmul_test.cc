@@ -114,9 +114,13 @@ TEST(MatMul, AllTargetsThreaded) {
     ThreadPool pool(threads);
     for (const Kernels* k : AllKernelTargets()) {
       for (DType t : kAllTypes) {
-        for (int64_t n : {17, 67, 200}) {
-          CheckMatMul(*k, t, 5, n, 256, true, &pool, static_cast<uint32_t>(n + threads));
-          if (HasFatalFailure()) return;
+        // m = 1: the decode tiles, with chunk sizes that leave a rest after the 4 row streams of
+        // each chunk (1003 rows at 2 threads: chunks of 128 and a last one of 107).
+        for (int64_t m : {1, 5}) {
+          for (int64_t n : {17, 67, 200, 1003}) {
+            CheckMatMul(*k, t, m, n, 256, true, &pool, static_cast<uint32_t>(n + threads + m));
+            if (HasFatalFailure()) return;
+          }
         }
       }
     }
