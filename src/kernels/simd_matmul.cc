@@ -67,11 +67,11 @@ HWY_INLINE float HalfToFloat(uint16_t h) {
 // C row (unless N itself is unaligned).
 // Decode chunks per thread: the last chunk to finish leaves the other threads idle for about half a
 // chunk, so coarse chunks cost (1 / (2 * chunks)) of every GEMV; each chunk costs one atomic claim
-// (~50 ns) and, for the quantized tile, a cold start of its software prefetch stream (the first
-// ~8 KiB of a chunk are read without it). Measured on Zen 3, 2 threads, alternating runs
-// (docs/kernels.md, "decode chunks"): f32 16 beat 4 in 3 of 3 rounds (110M tg64 40-47 vs 38-42
-// t/s); Q8_0 4 vs 16 is within the noise (paired ratios 0.93-1.11 on 1.1B, median 1.0; 0.89-1.16
-// on 110M, median 1.04), so it takes the coarser split with fewer prefetch restarts.
+// (~50 ns) and, for the quantized tile, cold starts of its prefetched streams. Measured on Zen 3, 2
+// threads, alternating runs (docs/kernels.md, "decode chunks"): f32 16 beat 4 in 3 of 3 rounds
+// (110M tg64 40-47 vs 38-42 t/s); Q8_0 4 vs 16 was within the noise (paired ratios 0.93-1.11 on
+// 1.1B, median 1.0; 0.89-1.16 on 110M, median 1.04), and with the four-stream decode tile 2 / 4 / 8
+// still are, so it keeps the coarser split (longer streams).
 // SI_DECODE_CHUNKS overrides both (for measuring).
 constexpr int64_t kFloatDecodeChunks = 16, kQuantDecodeChunks = 4;
 int64_t DecodeChunksPerThread(int64_t def) {
