@@ -90,11 +90,12 @@ struct QA {
 // ops; measured in docs/kernels.md). Same numbers as before, in the same order.
 constexpr size_t kScaleGroup = 8;
 
-// Where a streaming prefill tile's software prefetch starts: the weight rows `ahead` tiles on,
-// `ahead` being the fewest whole tiles (C rows of w_stride bytes, contiguous) that make ~8 KiB. It
+// Where a tile of C adjacent weight rows starts its software prefetch (the streaming prefill /
+// batched-decode tile and the Q4_0 decode tile): the weight rows `ahead` tiles on, `ahead` being
+// the fewest whole tiles (C rows of w_stride bytes, contiguous) that make ~8 KiB. The tile
 // prefetches from there in address order, C blocks' bytes per block step, so the prefetches form
-// one sequential stream ~8 KiB ahead of the reads (docs/kernels.md, "decode prefetch", where the
-// decode tile used it before "decode streams"). Past the last row it is a harmless hint.
+// one sequential stream ~8 KiB ahead of the reads (docs/kernels.md, "decode prefetch"; the Q8_0
+// decode tile used it too before "decode streams"). Past the last row it is a harmless hint.
 constexpr size_t kPrefetchAheadBytes = 8192;
 HWY_INLINE const uint8_t* PrefetchStart(const uint8_t* w0, size_t tile_bytes) {
   return w0 + tile_bytes * std::max<size_t>(1, (kPrefetchAheadBytes + tile_bytes - 1) / tile_bytes);
@@ -115,10 +116,10 @@ HWY_INLINE void QuantTile(const QA& a, size_t k, const uint8_t* HWY_RESTRICT w0,
     for (int j = 0; j < C; ++j) acc[r][j] = hn::Zero(dq);
   HWY_ALIGN float scale[R][C][kScaleGroup];
   // stream: this tile's weights come from memory (the first row block of a slab; later ones find
-  // the slab in L2). Then it prefetches like the decode tile, a block group at a time: batched
+  // the slab in L2). Then it prefetches from PrefetchStart, a block group at a time: batched
   // decode 1.1B Q8_0, 2 threads, b4 25-27 -> 38-45 t/s, b16 34-38 -> 35-51 t/s (alternating pairs),
   // while prefetching in every row block cost prefill 0-10% (docs/kernels.md).
-  const uint8_t* pf = PrefetchStart(w0, C * w_stride);
+  const uint8_t* pf = stream ? PrefetchStart(w0, C * w_stride) : nullptr;
   for (size_t b0 = 0; b0 < nblocks; b0 += kScaleGroup) {
     const size_t nb = std::min(kScaleGroup, nblocks - b0);
     if (stream) PrefetchLines(pf + b0 * C * kBlockBytes, C * kBlockBytes * kScaleGroup);
