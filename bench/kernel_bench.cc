@@ -33,7 +33,15 @@ constexpr Shape kShapes[] = {{"attn_kv", 256, 2048},
                              {"attn_q", 2048, 2048},
                              {"ffn_up", 5632, 2048},
                              {"ffn_down", 2048, 5632}};
-constexpr DType kTypes[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0};
+// A weight format as benchmarked: a dtype, or Q8_0 holding per-channel int8 (MatRef::int8_rows).
+struct WType {
+  DType t;
+  bool int8_rows;
+  const char* name;
+};
+constexpr WType kTypes[] = {{DType::kF32, false, "f32"},   {DType::kF16, false, "f16"},
+                            {DType::kBF16, false, "bf16"}, {DType::kQ8_0, false, "q8_0"},
+                            {DType::kQ4_0, false, "q4_0"}, {DType::kQ8_0, true, "int8"}};
 
 ThreadPool* Pool(int threads) {
   static std::unique_ptr<ThreadPool> pools[3];
@@ -43,7 +51,8 @@ ThreadPool* Pool(int threads) {
 
 // copies > 1: that many copies of the weight, used in turn, so that decode reads from DRAM as the
 // engine does (one 1.1B layer's matrices fit in a 32 MiB L3; `decode_dram/` uses >= 256 MiB).
-void BM_MatMul(benchmark::State& state, DType t, Shape s, int64_t m, int threads, int copies) {
+void BM_MatMul(benchmark::State& state, WType wt, Shape s, int64_t m, int threads, int copies) {
+  const DType t = wt.t;
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   std::vector<float> src(s.k);
@@ -52,7 +61,12 @@ void BM_MatMul(benchmark::State& state, DType t, Shape s, int64_t m, int threads
   std::vector<uint8_t> w_data(w_bytes * copies);
   for (int64_t r = 0; r < s.n; ++r) {
     for (auto& x : src) x = dist(rng);
-    QuantizeRow(t, src.data(), s.k, w_data.data() + r * row_bytes);
+    uint8_t* row = w_data.data() + r * row_bytes;
+    if (wt.int8_rows) {
+      QuantizeRowInt8PerChannel(src.data(), s.k, reinterpret_cast<BlockQ8_0*>(row));
+    } else {
+      QuantizeRow(t, src.data(), s.k, row);
+    }
   }
   for (int i = 1; i < copies; ++i) std::memcpy(w_data.data() + i * w_bytes, w_data.data(), w_bytes);
   std::vector<float> a(m * s.k), c(m * s.n);
@@ -61,7 +75,7 @@ void BM_MatMul(benchmark::State& state, DType t, Shape s, int64_t m, int threads
   ThreadPool* pool = Pool(threads);
   int next = 0;
   for (auto _ : state) {
-    const MatRef w{t, w_data.data() + next * w_bytes, s.n, s.k};
+    const MatRef w{t, w_data.data() + next * w_bytes, s.n, s.k, wt.int8_rows};
     next = (next + 1) % copies;
     k.matmul(a.data(), m, w, nullptr, c.data(), pool);
     benchmark::DoNotOptimize(c.data());
@@ -252,12 +266,12 @@ int Register() {
     }
   }
   for (int64_t m : {1, 512}) {
-    for (DType t : kTypes) {
+    for (const WType& t : kTypes) {
       for (const Shape& s : kShapes) {
         if (m == 512 && s.n == 256) continue;  // kv projection: prefill adds nothing new
         for (int threads : {1, 2}) {
           const std::string name = std::string(m == 1 ? "decode/" : "prefill/") +
-                                   std::string(DTypeName(t)) + "/" + s.name +
+                                   std::string(t.name) + "/" + s.name +
                                    "/threads:" + std::to_string(threads);
           benchmark::RegisterBenchmark(name.c_str(), BM_MatMul, t, s, m, threads, 1)
               ->Unit(benchmark::kMicrosecond)
@@ -268,13 +282,13 @@ int Register() {
     }
   }
   // Decode from DRAM: ffn_up cycled over copies totalling >= 256 MiB.
-  for (DType t : kTypes) {
+  for (const WType& t : kTypes) {
     const Shape s = kShapes[2];
-    const int64_t bytes = s.n * DTypeRowBytes(t, s.k);
+    const int64_t bytes = s.n * DTypeRowBytes(t.t, s.k);
     const int copies = static_cast<int>((int64_t{256} << 20) / bytes + 1);
     for (int threads : {1, 2}) {
-      const std::string name = std::string("decode_dram/") + std::string(DTypeName(t)) + "/" +
-                               s.name + "/threads:" + std::to_string(threads);
+      const std::string name = std::string("decode_dram/") + std::string(t.name) + "/" + s.name +
+                               "/threads:" + std::to_string(threads);
       benchmark::RegisterBenchmark(name.c_str(), BM_MatMul, t, s, int64_t{1}, threads, copies)
           ->Unit(benchmark::kMicrosecond)
           ->UseRealTime()

@@ -23,6 +23,46 @@ void QuantizeRowQ8_0(const float* x, int64_t n, BlockQ8_0* out) {
   }
 }
 
+void QuantizeRowInt8PerChannel(const float* x, int64_t n, BlockQ8_0* out) {
+  SI_CHECK(n % kQK8_0 == 0) << n;
+  float amax = 0;
+  for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const uint16_t dh = F32ToF16(amax / 127.0f);
+  const float d = F16ToF32(dh);
+  const float id = d > 0 ? 1.0f / d : 0.0f;
+  for (int64_t b = 0; b < n / kQK8_0; ++b) {
+    out[b].d = dh;
+    for (int j = 0; j < kQK8_0; ++j) {
+      const float v = std::nearbyint(x[b * kQK8_0 + j] * id);
+      out[b].qs[j] = static_cast<int8_t>(std::clamp(v, -127.0f, 127.0f));
+    }
+  }
+}
+
+void QuantizeRowInt8Act(const float* x, int64_t n, int8_t* q, float* scale) {
+  float amax = 0.0f;
+  for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  // Same formula as the Q8_0 activation (id = 63 / amax, round to nearest even), 63 instead of 127.
+  const float id = amax != 0.0f ? 63.0f / amax : 0.0f;
+  *scale = amax / 63.0f;
+  for (int64_t i = 0; i < n; ++i) q[i] = static_cast<int8_t>(std::nearbyint(x[i] * id));
+}
+
+bool Q8_0RowsShareScale(const MatRef& w, int64_t* bad_row) {
+  SI_CHECK(w.type == DType::kQ8_0) << DTypeName(w.type);
+  const int64_t blocks = w.cols / kQK8_0;
+  for (int64_t r = 0; r < w.rows; ++r) {
+    const auto* b = reinterpret_cast<const BlockQ8_0*>(w.row(r));
+    for (int64_t j = 1; j < blocks; ++j) {
+      if (b[j].d != b[0].d) {
+        *bad_row = r;
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
 // Weight quantization as llama-quantize does it (quantize_row_q8_0_ref: roundf(x / d)).
 static void QuantizeWeightRowQ8_0(const float* x, int64_t n, BlockQ8_0* out) {
   for (int64_t b = 0; b < n / kQK8_0; ++b) {

@@ -41,8 +41,28 @@ float DotQ4_0(const BlockQ4_0* w, const BlockQ8_0* a, int64_t blocks) {
   return sum;
 }
 
+// Per-channel int8 weights (w.int8_rows): one 7-bit scale per activation row, one exact integer dot per
+// output, then (s_a * d_w) * isum + bias in two roundings (the volatile keeps a compiler from fusing them
+// into one FMA, which the SIMD kernels do not do either).
+void RefMatMulInt8Rows(const float* a, int64_t m, const MatRef& w, const float* bias, float* c) {
+  const int64_t k = w.cols, n = w.rows;
+  std::vector<int8_t> q(k);
+  for (int64_t i = 0; i < m; ++i) {
+    float sa;
+    QuantizeRowInt8Act(a + i * k, k, q.data(), &sa);
+    for (int64_t j = 0; j < n; ++j) {
+      const auto* b = reinterpret_cast<const BlockQ8_0*>(w.row(j));
+      int32_t isum = 0;
+      for (int64_t l = 0; l < k; ++l) isum += static_cast<int32_t>(q[l]) * b[l / kQK8_0].qs[l % kQK8_0];
+      volatile float y = (sa * F16ToF32(b[0].d)) * static_cast<float>(isum);
+      c[i * n + j] = bias ? y + bias[j] : y;
+    }
+  }
+}
+
 void RefMatMul(const float* a, int64_t m, const MatRef& w, const float* bias, float* c, ThreadPool* pool) {
   if (IsKQuant(w.type)) return RefMatMulKQuant(a, m, w, bias, c, pool);
+  if (w.type == DType::kQ8_0 && w.int8_rows) return RefMatMulInt8Rows(a, m, w, bias, c);
   const int64_t k = w.cols, n = w.rows;
   std::vector<float> arow(k), wrow(k);
   std::vector<BlockQ8_0> aq(k / kQK8_0 + 1);

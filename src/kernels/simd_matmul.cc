@@ -628,6 +628,8 @@ void QuantizeActivationRow(const float* x, size_t k, int8_t* qs, float* d_out) {
 #pragma GCC pop_options
 #endif
 
+#include "kernels/matmul_int8-inl.h"
+
 // Q8_0 / Q4_0 weights: the activation rows are quantized once (in parallel for large M), laid out
 // for this table's tile once, then every matmul of the group runs over them in one dispatch.
 template <bool kVnni>
@@ -659,10 +661,11 @@ void QuantMatMulMulti(const float* a, int64_t m, int count, const MatRef* w,
   });
 }
 
-enum class Group { kF32, kF16, kBF16, kQuant, kOther };
+enum class Group { kF32, kF16, kBF16, kQuant, kInt8Rows, kOther };
 
-Group GroupOf(DType t) {
-  switch (t) {
+Group GroupOf(const MatRef& w) {
+  if (w.type == DType::kQ8_0 && w.int8_rows) return Group::kInt8Rows;
+  switch (w.type) {
     case DType::kF32:
       return Group::kF32;
     case DType::kF16:
@@ -689,6 +692,8 @@ void MatMulImpl(const float* a, int64_t m, const MatRef& w, const float* bias, f
     case DType::kBF16:
       return FloatMatMulMulti<WKind::kBF16>(a, m, 1, &w, &bias, &c, pool);
     case DType::kQ8_0:
+      if (w.int8_rows) return i8rows::MatMulMulti(a, m, 1, &w, &bias, &c, pool);
+      return QuantMatMulMulti<kVnni>(a, m, 1, &w, &bias, &c, pool);
     case DType::kQ4_0:
       return QuantMatMulMulti<kVnni>(a, m, 1, &w, &bias, &c, pool);
     case DType::kQ4_K:
@@ -701,16 +706,16 @@ void MatMulImpl(const float* a, int64_t m, const MatRef& w, const float* bias, f
 }
 
 // `count` matmuls of one input. Fused (one activation preparation, one dispatch) when all weights
-// are in one group (f32 / f16 / bf16 / Q8_0+Q4_0) with equal K; otherwise one MatMulImpl each.
-// Bit-identical to separate calls either way: FloatRange / QuantRangeOf compute every output the
-// same way.
+// are in one group (f32 / f16 / bf16 / Q8_0+Q4_0 / int8 rows) with equal K; otherwise one
+// MatMulImpl each. Bit-identical to separate calls either way: FloatRange / QuantRangeOf compute
+// every output the same way.
 template <bool kVnni>
 void MatMulMultiImpl(const float* a, int64_t m, int count, const MatRef* w,
                      const float* const* bias, float* const* c, ThreadPool* pool) {
   if (m <= 0 || count <= 0) return;
-  const Group g = GroupOf(w[0].type);
+  const Group g = GroupOf(w[0]);
   bool fused = g != Group::kOther;
-  for (int i = 1; i < count; ++i) fused &= GroupOf(w[i].type) == g && w[i].cols == w[0].cols;
+  for (int i = 1; i < count; ++i) fused &= GroupOf(w[i]) == g && w[i].cols == w[0].cols;
   if (!fused || count == 1) {
     for (int i = 0; i < count; ++i) MatMulImpl<kVnni>(a, m, w[i], bias[i], c[i], pool);
     return;
@@ -722,6 +727,8 @@ void MatMulMultiImpl(const float* a, int64_t m, int count, const MatRef* w,
       return FloatMatMulMulti<WKind::kF16>(a, m, count, w, bias, c, pool);
     case Group::kBF16:
       return FloatMatMulMulti<WKind::kBF16>(a, m, count, w, bias, c, pool);
+    case Group::kInt8Rows:
+      return i8rows::MatMulMulti(a, m, count, w, bias, c, pool);
     default:
       return QuantMatMulMulti<kVnni>(a, m, count, w, bias, c, pool);
   }

@@ -100,6 +100,8 @@ Result<std::unique_ptr<Model>> Model::FromGguf(std::unique_ptr<GgufFile> file) {
   const ModelConfig& c = m->config_;
   m->layers_.resize(c.num_layers);
 
+  auto int8_rows = m->file_->GetBoolOr(kInt8PerChannelKey, false);
+  if (!int8_rows.ok()) return int8_rows.status().WithContext(path);
   std::vector<std::pair<DType, int64_t>>& by_type = m->bytes_by_type_;
   auto bind = [&](Role role, Need need, int64_t layer, WeightRef* out) -> Status {
     const RoleInfo& info = GetRoleInfo(role);
@@ -130,6 +132,17 @@ Result<std::unique_ptr<Model>> Model::FromGguf(std::unique_ptr<GgufFile> file) {
     }
     out->info = t;
     out->mat = MatRef{t->type, t->data, is_matrix ? rows : 1, cols};
+    // The matrices `quantize --type int8` writes: matmul weights and the token embedding (the output
+    // matrix when tied).
+    const bool int8_role = info.op == OpKind::kMatMul || role == Role::kTokenEmbd;
+    if (*int8_rows && int8_role && is_matrix && t->type == DType::kQ8_0) {
+      int64_t bad = 0;
+      if (!Q8_0RowsShareScale(out->mat, &bad)) {
+        return CorruptError("tensor '", name, "': row ", bad, " has blocks with different scales, but the file is ",
+                            "marked per-channel int8 (", kInt8PerChannelKey, " = true)");
+      }
+      out->mat.int8_rows = true;
+    }
     m->num_params_ += t->num_elements();
     auto it = std::find_if(by_type.begin(), by_type.end(), [&](auto& p) { return p.first == t->type; });
     if (it == by_type.end()) {

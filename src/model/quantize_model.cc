@@ -75,22 +75,6 @@ Result<QuantScheme> ParseQuantScheme(const std::string& name) {
 
 const char* QuantSchemeName(QuantScheme s) { return Info(s).name; }
 
-void QuantizeRowInt8PerChannel(const float* x, int64_t n, BlockQ8_0* out) {
-  SI_CHECK(n % kQK8_0 == 0) << n;
-  float amax = 0;
-  for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
-  const uint16_t dh = F32ToF16(amax / 127.0f);
-  const float d = F16ToF32(dh);
-  const float id = d > 0 ? 1.0f / d : 0.0f;
-  for (int64_t b = 0; b < n / kQK8_0; ++b) {
-    out[b].d = dh;
-    for (int j = 0; j < kQK8_0; ++j) {
-      const float v = std::nearbyint(x[b * kQK8_0 + j] * id);
-      out[b].qs[j] = static_cast<int8_t>(std::clamp(v, -127.0f, 127.0f));
-    }
-  }
-}
-
 Status QuantizeModelFile(const std::string& in, const std::string& out, QuantScheme scheme, ThreadPool* pool,
                          QuantizeReport* report) {
   std::error_code ec;
@@ -113,7 +97,10 @@ Status QuantizeModelFile(const std::string& in, const std::string& out, QuantSch
   const bool tied = !model.W(Role::kOutput).present() && c.causal;
 
   GgufWriter w(f.alignment());
-  for (const std::string& key : f.keys()) w.Set(key, *f.Find(key));
+  for (const std::string& key : f.keys()) {
+    if (key != kInt8PerChannelKey) w.Set(key, *f.Find(key));  // set below only when it holds
+  }
+  if (scheme == QuantScheme::kInt8) w.Set(kInt8PerChannelKey, GgufValue::Bool(true));
   w.Set("general.file_type", GgufValue::U32(static_cast<uint32_t>(Info(scheme).llama_ftype)));
   w.Set("general.quantization_version", GgufValue::U32(2));
 

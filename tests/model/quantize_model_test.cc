@@ -106,6 +106,49 @@ TEST(QuantizeModel, Int8HasOneScalePerOutputChannel) {
     for (int64_t b = 0; b < w.cols / kQK8_0; ++b) ASSERT_EQ(blocks[b].d, blocks[0].d) << "row " << r;
     EXPECT_NEAR(F16ToF32(blocks[0].d) * 127, amax, amax * 2e-3) << "row " << r;
   }
+  // The file says so, and the loader marks every matmul weight for the per-row int8 kernels; a plain
+  // q8_0 file, and an int8 file re-quantized to q8_0, are not marked.
+  EXPECT_TRUE((*q)->gguf().GetBoolOr(kInt8PerChannelKey, false).value());
+  for (Role r : {Role::kWq, Role::kWk, Role::kWv, Role::kWo, Role::kWgate, Role::kWup, Role::kWdown}) {
+    for (int64_t l = 0; l < (*q)->config().num_layers; ++l) EXPECT_TRUE((*q)->W(r, l).mat.int8_rows);
+  }
+  EXPECT_TRUE((*q)->OutputMatrix().mat.int8_rows);
+  auto q8 = Model::Load(Quantized(src, QuantScheme::kQ8_0));
+  ASSERT_TRUE(q8.ok());
+  EXPECT_FALSE((*q8)->W(Role::kWup, 2).mat.int8_rows);
+  auto back = Model::Load(Quantized((*q)->gguf().path(), QuantScheme::kQ8_0));
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_FALSE((*back)->gguf().Has(kInt8PerChannelKey));
+  EXPECT_FALSE((*back)->W(Role::kWup, 2).mat.int8_rows);
+}
+
+// A file that claims per-channel int8 but has a row whose blocks differ in scale is refused by name
+// (the int8 kernels read one scale per row and would silently use the wrong one).
+TEST(QuantizeModel, Int8MarkWithMixedScalesIsRefused) {
+  const std::string src = testing::TinyModelPath(Arch::kLlama, DType::kF32, kDims);
+  const std::string path = Quantized(src, QuantScheme::kInt8);
+  std::string bytes;
+  size_t offset = 0;
+  {
+    auto m = Model::Load(path);
+    ASSERT_TRUE(m.ok());
+    const MatRef& w = (*m)->W(Role::kWdown, 1).mat;
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+    // Row 5, block 1's scale, found by the row's bytes (random weights: unique in the file).
+    const std::string row(reinterpret_cast<const char*>(w.row(5)), w.row_bytes());
+    const size_t at = bytes.find(row);
+    ASSERT_NE(at, std::string::npos);
+    ASSERT_EQ(bytes.find(row, at + 1), std::string::npos);
+    offset = at + sizeof(BlockQ8_0);
+  }
+  bytes[offset] = static_cast<char>(bytes[offset] ^ 0x01);
+  const std::string bad = ::testing::TempDir() + "/int8_mixed_scales.gguf";
+  std::ofstream(bad, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  auto m = Model::Load(bad);
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("blk.1.ffn_down.weight"), std::string::npos) << m.status().message();
+  EXPECT_NE(m.status().message().find("row 5"), std::string::npos) << m.status().message();
 }
 
 // The quantized model's logits against the f32 model's. This 8-layer random-weight model amplifies weight
@@ -127,6 +170,17 @@ TEST(QuantizeModel, LogitErrorOrderedByBits) {
     EXPECT_GT(err, prev) << QuantSchemeName(scheme) << " should be less accurate than the previous format";
     prev = err;
   }
+  // int8 per channel runs with 7-bit activations, one scale per row (ops.h): activation noise ~ step / sqrt(12)
+  // = (3.5 sigma / 63) / 3.46 ~ 0.016 of a row's rms on these Gaussian-like rows, against q8_0's ~0.005 (8 bits
+  // per 32) plus its weight error 0.0054. Expected logit error ~ sqrt(0.016^2 + 0.0071^2) / sqrt(0.005^2 +
+  // 0.0054^2) ~ 2.4x q8_0's (measured 2.1x: 0.164 vs 0.079, about q6_k's); asserted below 3x.
+  const double q8_err = RelError(Logits(Quantized(src, QuantScheme::kQ8_0), tokens), ref);
+  QuantizeReport rep;
+  const double err = RelError(Logits(Quantized(src, QuantScheme::kInt8, &rep), tokens), ref);
+  std::printf("%-6s weights rel rms %.4f, logits rel rms %.4f (7-bit activations per row)\n", "int8",
+              rep.rel_rms_error, err);
+  EXPECT_LT(err, 3 * q8_err);
+  EXPECT_GT(err, 0.0);
 }
 
 TEST(QuantizeModel, FallsBackWhenTheBlockDoesNotDivideTheRow) {

@@ -10,6 +10,13 @@
 //   - Q8_0 / Q4_0 weights: each activation row is quantized to Q8_0 in blocks of 32
 //     (amax = max|x|, d = fp16(amax / 127), q = rint(x * 127 / amax)); per block an exact integer dot
 //     product, scaled by d_w * d_a, summed in f32.
+//   - Per-channel int8 weights (MatRef::int8_rows: Q8_0 rows whose blocks all carry the row's scale, as
+//     `quantize --type int8` writes them): each activation row is quantized with ONE scale to 7 bits
+//     (s_a = amax / 63, q = rint(x * 63 / amax), |q| <= 63; QuantizeRowInt8Act), the dot product over the
+//     whole row is one exact integer, and C = (s_a * d_w) * f32(isum) (+ bias). No float sum, so every
+//     target and the reference give the same bits. Why 7 bits: AVX2 has no int8 dot product; its
+//     vpmaddubsw (u8 x s8 pairs to a saturating i16) is exact for q + 64 in [1, 127] against any int8
+//     weight, which is what makes this path ~2x the f32 FMA rate (docs/kernels.md, "int8 rows").
 // Determinism: C[m, n] depends only on A row m and W row n, with a fixed reduction order: never on M, on the
 // thread count, or on how rows are split over threads. The same holds for every other op (per row).
 #pragma once
@@ -28,6 +35,10 @@ struct MatRef {
   const void* data = nullptr;
   int64_t rows = 0;  // N (output features)
   int64_t cols = 0;  // K (input features)
+  // Q8_0 only: every row's blocks share one scale (per-channel int8 weights); the matmul uses the
+  // per-row int8 numerics above. The bytes are valid Q8_0 either way, so code that ignores the flag
+  // (the distributed engine's gathered shards) still computes the Q8_0 product of the same weights.
+  bool int8_rows = false;
   int64_t row_bytes() const { return DTypeRowBytes(type, cols); }
   const uint8_t* row(int64_t r) const { return static_cast<const uint8_t*>(data) + r * row_bytes(); }
 };
@@ -93,6 +104,15 @@ std::vector<const Kernels*> AllKernelTargets();
 // Helpers shared by kernels and tests.
 // Quantizes one activation row to Q8_0 blocks exactly as ggml does for its Q8_0/Q4_0 matmuls. n % 32 == 0.
 void QuantizeRowQ8_0(const float* x, int64_t n, BlockQ8_0* out);
+// One row of per-channel int8 weights in Q8_0 blocks (n % 32 == 0): d = fp16(max|x| / 127) in every block,
+// q = rint(x / d) clamped to [-127, 127] (scaleinfer quantize --type int8).
+void QuantizeRowInt8PerChannel(const float* x, int64_t n, BlockQ8_0* out);
+// Quantizes one activation row for per-channel int8 weights: *scale = amax / 63, q[i] = rint(x[i] * 63 / amax)
+// (round to nearest even), |q| <= 63; all zero (scale 0) when amax is 0. Any n.
+void QuantizeRowInt8Act(const float* x, int64_t n, int8_t* q, float* scale);
+// True when every row of the Q8_0 matrix w has one scale in all its blocks (the form of per-channel int8);
+// otherwise false with *bad_row set to the first row that does not.
+bool Q8_0RowsShareScale(const MatRef& w, int64_t* bad_row);
 // Quantizes one row to Q4_0 as ggml's quantize_row_q4_0_ref (for make-model/quantize). n % 32 == 0.
 void QuantizeRowQ4_0(const float* x, int64_t n, BlockQ4_0* out);
 // Writes one row of x (f32) in dtype t. out must hold DTypeRowBytes(t, n) bytes.

@@ -17,6 +17,11 @@ namespace si {
 // architectures and missing or inconsistent keys give an error naming the key.
 Result<ModelConfig> LoadModelConfig(const GgufFile& file);
 
+// Metadata flag written by `quantize --type int8`: every Q8_0 matrix of the file is per-channel int8 (one
+// scale per row, repeated in its blocks). The loader checks that and marks the matrices MatRef::int8_rows,
+// so they run the per-row int8 kernels; llama.cpp ignores the key and reads plain Q8_0.
+inline constexpr char kInt8PerChannelKey[] = "scaleinfer.int8_per_channel";
+
 // One weight, as bound from the file: a matrix view for matmul/embedding roles, a float vector for norms
 // and biases (always F32 in GGUF; other types are rejected by name).
 struct WeightRef {

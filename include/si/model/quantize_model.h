@@ -41,7 +41,4 @@ struct QuantizeReport {
 Status QuantizeModelFile(const std::string& in, const std::string& out, QuantScheme scheme, ThreadPool* pool,
                          QuantizeReport* report);
 
-// One row of int8 per-channel weights in Q8_0 blocks (n % 32 == 0): d = fp16(max|x| / 127) in every block.
-void QuantizeRowInt8PerChannel(const float* x, int64_t n, BlockQ8_0* out);
-
 }  // namespace si
