@@ -405,12 +405,105 @@ HWY_INLINE void PvAccumulate(float* HWY_RESTRICT o, float corr, const float* HWY
   for (int u = 0; u < kU; ++u) hn::StoreU(acc[u], df, o + u * lanes);
 }
 
+// The same two products for kQ queries at once (queries that see the same keys of the tile), in
+// register tiles of kQ queries x kG key groups (scores) or kQ queries x kU output vectors (p.v):
+// each key vector / value vector loaded once feeds kQ FMAs instead of 1 (the single-query kernels
+// above do one load per FMA, which held prefill attention at ~0.25 of the FMA peak). Every score
+// and every output element goes through exactly the MulAdd sequence of ScoreGroups /
+// PvAccumulate, so a query gives the same bits in a group or alone.
+template <int kQ, int kG>
+HWY_INLINE void ScoreQueries(const float* const* q, size_t d, const float* HWY_RESTRICT kt,
+                             size_t stride, float* HWY_RESTRICT out, size_t out_stride) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  VF acc[kQ][kG];
+  for (int r = 0; r < kQ; ++r)
+    for (int g = 0; g < kG; ++g) acc[r][g] = hn::Zero(df);
+  for (size_t i = 0; i < d; ++i) {
+    const float* row = kt + i * stride;
+    VF kv[kG];
+    for (int g = 0; g < kG; ++g) kv[g] = hn::Load(df, row + g * lanes);
+    for (int r = 0; r < kQ; ++r) {
+      const VF qi = hn::Set(df, q[r][i]);
+      for (int g = 0; g < kG; ++g) acc[r][g] = hn::MulAdd(qi, kv[g], acc[r][g]);
+    }
+  }
+  for (int r = 0; r < kQ; ++r)
+    for (int g = 0; g < kG; ++g) hn::Store(acc[r][g], df, out + r * out_stride + g * lanes);
+}
+
+template <int kQ, int kU>
+HWY_INLINE void PvQueries(float* const* o, const float* corr, const float* HWY_RESTRICT p,
+                          size_t p_stride, int64_t nk, const float* HWY_RESTRICT v,
+                          int64_t stride) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  VF acc[kQ][kU];
+  for (int r = 0; r < kQ; ++r)
+    for (int u = 0; u < kU; ++u)
+      acc[r][u] = hn::Mul(hn::LoadU(df, o[r] + u * lanes), hn::Set(df, corr[r]));
+  for (int64_t j = 0; j < nk; ++j) {
+    const float* vj = v + j * stride;
+    VF vv[kU];
+    for (int u = 0; u < kU; ++u) vv[u] = hn::LoadU(df, vj + u * lanes);
+    for (int r = 0; r < kQ; ++r) {
+      const VF pj = hn::Set(df, p[r * p_stride + j]);
+      for (int u = 0; u < kU; ++u) acc[r][u] = hn::MulAdd(pj, vv[u], acc[r][u]);
+    }
+  }
+  for (int r = 0; r < kQ; ++r)
+    for (int u = 0; u < kU; ++u) hn::StoreU(acc[r][u], df, o[r] + u * lanes);
+}
+
+// 4 queries x 3 vectors: 12 accumulators + 3 loaded vectors + 1 broadcast = 16 registers (AVX2).
+constexpr int kQueryGroup = 4, kQueryTile = 3;
+
 constexpr int64_t kKeyTile = 64;
 constexpr int64_t kTokenBlock = 32;
 
 struct QueryState {
   float m, l;
 };
+
+struct TileQuery {
+  int64_t qi;        // index in the task's query state
+  const float* q;    // [head_dim]
+  int64_t nk;        // keys of the tile it sees
+};
+
+// One query's scores p[0, nk) of a tile (groups vectors, padding lanes past nk) -> p_j = exp(s_j -
+// m'), with s_j = p_j * scale; updates the running max and sum, returns exp(m - m').
+HWY_INLINE float SoftmaxTile(DF df, float scale, float* HWY_RESTRICT p, int64_t nk, int64_t groups,
+                             QueryState* st) {
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  const VF vscale = hn::Set(df, scale);
+  VF vmax = hn::Set(df, -INFINITY);
+  for (int64_t j = 0; j < groups * lanes; j += lanes) {
+    VF sj = hn::Mul(hn::Load(df, p + j), vscale);
+    if (j + lanes > nk) {
+      const auto valid = hn::FirstN(df, static_cast<size_t>(nk - j));
+      sj = hn::IfThenElse(valid, sj, hn::Set(df, -INFINITY));
+    }
+    hn::Store(sj, df, p + j);
+    vmax = hn::Max(vmax, sj);
+  }
+  const float tile_max = hn::GetLane(hn::MaxOfLanes(df, vmax));
+  const float m_new = std::max(st->m, tile_max);
+  const float corr = std::exp(st->m - m_new);  // exp(-inf) = 0 on the first tile
+  // p_j = exp(s_j - m_new), vectorised over the tile (padding lanes are -inf -> 0). Sum of the
+  // tile's p_j: lane-wise over the groups, then the lanes (padding lanes add exp(-inf) = 0).
+  const VF vm = hn::Set(df, m_new);
+  VF vsum = hn::Zero(df);
+  for (int64_t j = 0; j < nk; j += lanes) {
+    const VF pj = hn::Exp(df, hn::Sub(hn::Load(df, p + j), vm));
+    hn::Store(pj, df, p + j);
+    vsum = hn::Add(vsum, pj);
+  }
+  const float psum = hn::GetLane(hn::SumOfLanes(df, vsum));
+  st->l = st->l * corr + psum;
+  st->m = m_new;
+  return corr;
+}
 
 void Attention(const AttentionArgs& a, ThreadPool* pool) {
   SI_CHECK(a.num_kv_heads > 0 && a.num_heads % a.num_kv_heads == 0)
@@ -448,7 +541,8 @@ void Attention(const AttentionArgs& a, ThreadPool* pool) {
     };
     int64_t max_limit = 0;
     for (int64_t t = t0; t < t1; ++t) max_limit = std::max(max_limit, limit_of(t));
-    HWY_ALIGN float p[kKeyTile];
+    HWY_ALIGN float p[kQueryGroup * kKeyTile];  // [queries of a group, keys of the tile]
+    thread_local std::vector<TileQuery> list;
     // The tile's keys of this kv head, transposed: kt[i * kt_stride + j] = k_{j0 + j}[i], zero past
     // the last key. Built once per (task, tile) and read by every query of the task.
     constexpr size_t kt_stride = kKeyTile;
@@ -465,68 +559,78 @@ void Attention(const AttentionArgs& a, ThreadPool* pool) {
                              static_cast<int64_t>(lanes) * static_cast<int64_t>(lanes);
       TransposeKeys(a.k + j0 * a.kv_stride + kvh * a.head_dim, a.kv_stride, tile_keys, padded, d,
                     kt, kt_stride);
+      // The task's queries that see keys of this tile, in (token, head) order, with their key
+      // count: runs of kQueryGroup with the same count (every tile below the causal diagonal, and
+      // the query heads of one token in GQA) go through the grouped kernels, the rest one by one.
+      list.clear();
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t j1 = std::min(j0 + kKeyTile, limit_of(t));
         if (j1 <= j0) continue;
-        const int64_t nk = j1 - j0;
         for (int64_t hh = 0; hh < heads_per_task; ++hh) {
-          const int64_t h = h0 + hh;
           const int64_t qi = (t - t0) * heads_per_task + hh;
-          const float* qv = a.q + (t * a.num_heads + h) * a.head_dim;
-          // s_j = (q . k_j) * scale for the tile's keys, lanes keys per vector; keys past nk are
-          // -inf.
-          const int64_t groups =
-              (nk + static_cast<int64_t>(lanes) - 1) / static_cast<int64_t>(lanes);
-          int64_t g = 0;
+          list.push_back({qi, a.q + (t * a.num_heads + h0 + hh) * a.head_dim, j1 - j0});
+        }
+      }
+      const float* v0 = a.v + j0 * a.kv_stride + kvh * a.head_dim;
+      for (size_t x = 0; x < list.size();) {
+        const int64_t nk = list[x].nk;
+        bool grouped = d % lanes == 0 && x + kQueryGroup <= list.size();
+        for (int r = 1; grouped && r < kQueryGroup; ++r) grouped = list[x + r].nk == nk;
+        const int nq_here = grouped ? kQueryGroup : 1;
+        // s_j = (q . k_j) for the tile's keys, lanes keys per vector.
+        const int64_t groups =
+            (nk + static_cast<int64_t>(lanes) - 1) / static_cast<int64_t>(lanes);
+        int64_t g = 0;
+        if (grouped) {
+          const float* qs[kQueryGroup];
+          for (int r = 0; r < kQueryGroup; ++r) qs[r] = list[x + r].q;
+          for (; g + kQueryTile <= groups; g += kQueryTile) {
+            ScoreQueries<kQueryGroup, kQueryTile>(qs, d, kt + g * lanes, kt_stride, p + g * lanes,
+                                                  kKeyTile);
+          }
+          for (; g < groups; ++g)
+            ScoreQueries<kQueryGroup, 1>(qs, d, kt + g * lanes, kt_stride, p + g * lanes, kKeyTile);
+        } else {
+          const float* qv = list[x].q;
           for (; g + 8 <= groups; g += 8)
             ScoreGroups<8>(qv, d, kt + g * lanes, kt_stride, p + g * lanes);
           for (; g + 4 <= groups; g += 4)
             ScoreGroups<4>(qv, d, kt + g * lanes, kt_stride, p + g * lanes);
           for (; g < groups; ++g) ScoreGroups<1>(qv, d, kt + g * lanes, kt_stride, p + g * lanes);
-          const VF vscale = hn::Set(df, a.scale);
-          VF vmax = hn::Set(df, -INFINITY);
-          for (int64_t j = 0; j < groups * static_cast<int64_t>(lanes);
-               j += static_cast<int64_t>(lanes)) {
-            VF sj = hn::Mul(hn::Load(df, p + j), vscale);
-            if (j + static_cast<int64_t>(lanes) > nk) {
-              const auto valid = hn::FirstN(df, static_cast<size_t>(nk - j));
-              sj = hn::IfThenElse(valid, sj, hn::Set(df, -INFINITY));
-            }
-            hn::Store(sj, df, p + j);
-            vmax = hn::Max(vmax, sj);
+        }
+        float corr[kQueryGroup];
+        float* o[kQueryGroup];
+        for (int r = 0; r < nq_here; ++r) {
+          corr[r] = SoftmaxTile(df, a.scale, p + r * kKeyTile, nk, groups, &st[list[x + r].qi]);
+          o[r] = o_all + list[x + r].qi * d;
+        }
+        // o = o * corr + sum_j p_j v_j, one output vector at a time, keys ascending.
+        size_t i = 0;
+        if (grouped) {
+          for (; i + kQueryTile * lanes <= d; i += kQueryTile * lanes) {
+            float* oi[kQueryGroup];
+            for (int r = 0; r < kQueryGroup; ++r) oi[r] = o[r] + i;
+            PvQueries<kQueryGroup, kQueryTile>(oi, corr, p, kKeyTile, nk, v0 + i, a.kv_stride);
           }
-          const float tile_max = hn::GetLane(hn::MaxOfLanes(df, vmax));
-          const float m_new = std::max(st[qi].m, tile_max);
-          const float corr = std::exp(st[qi].m - m_new);  // exp(-inf) = 0 on the first tile
-          // p_j = exp(s_j - m_new), vectorised over the tile (padding lanes are -inf -> 0).
-          // Sum of the tile's p_j: lane-wise over the groups, then the lanes (padding lanes add
-          // exp(-inf) = 0).
-          const VF vm = hn::Set(df, m_new);
-          VF vsum = hn::Zero(df);
-          for (int64_t j = 0; j < nk; j += static_cast<int64_t>(lanes)) {
-            const VF pj = hn::Exp(df, hn::Sub(hn::Load(df, p + j), vm));
-            hn::Store(pj, df, p + j);
-            vsum = hn::Add(vsum, pj);
+          for (; i < d; i += lanes) {  // d % lanes == 0 here
+            float* oi[kQueryGroup];
+            for (int r = 0; r < kQueryGroup; ++r) oi[r] = o[r] + i;
+            PvQueries<kQueryGroup, 1>(oi, corr, p, kKeyTile, nk, v0 + i, a.kv_stride);
           }
-          const float psum = hn::GetLane(hn::SumOfLanes(df, vsum));
-          st[qi].l = st[qi].l * corr + psum;
-          st[qi].m = m_new;
-          // o = o * corr + sum_j p_j v_j, one output vector at a time, keys ascending.
-          float* o = o_all + qi * d;
-          const float* v0 = a.v + j0 * a.kv_stride + kvh * a.head_dim;
-          size_t i = 0;
+        } else {
           for (; i + 8 * lanes <= d; i += 8 * lanes)
-            PvAccumulate<8>(o + i, corr, p, nk, v0 + i, a.kv_stride);
+            PvAccumulate<8>(o[0] + i, corr[0], p, nk, v0 + i, a.kv_stride);
           for (; i + 4 * lanes <= d; i += 4 * lanes)
-            PvAccumulate<4>(o + i, corr, p, nk, v0 + i, a.kv_stride);
+            PvAccumulate<4>(o[0] + i, corr[0], p, nk, v0 + i, a.kv_stride);
           for (; i + lanes <= d; i += lanes)
-            PvAccumulate<1>(o + i, corr, p, nk, v0 + i, a.kv_stride);
+            PvAccumulate<1>(o[0] + i, corr[0], p, nk, v0 + i, a.kv_stride);
           for (; i < d; ++i) {
-            float acc = o[i] * corr;
+            float acc = o[0][i] * corr[0];
             for (int64_t j = 0; j < nk; ++j) acc += p[j] * v0[j * a.kv_stride + i];
-            o[i] = acc;
+            o[0][i] = acc;
           }
         }
+        x += nq_here;
       }
     }
     for (int64_t t = t0; t < t1; ++t) {
