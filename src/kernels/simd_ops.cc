@@ -466,9 +466,9 @@ struct QueryState {
 };
 
 struct TileQuery {
-  int64_t qi;        // index in the task's query state
-  const float* q;    // [head_dim]
-  int64_t nk;        // keys of the tile it sees
+  int64_t qi;      // index in the task's query state
+  const float* q;  // [head_dim]
+  int64_t nk;      // keys of the tile it sees
 };
 
 // One query's scores p[0, nk) of a tile (groups vectors, padding lanes past nk) -> p_j = exp(s_j -
@@ -578,8 +578,7 @@ void Attention(const AttentionArgs& a, ThreadPool* pool) {
         for (int r = 1; grouped && r < kQueryGroup; ++r) grouped = list[x + r].nk == nk;
         const int nq_here = grouped ? kQueryGroup : 1;
         // s_j = (q . k_j) for the tile's keys, lanes keys per vector.
-        const int64_t groups =
-            (nk + static_cast<int64_t>(lanes) - 1) / static_cast<int64_t>(lanes);
+        const int64_t groups = (nk + static_cast<int64_t>(lanes) - 1) / static_cast<int64_t>(lanes);
         int64_t g = 0;
         if (grouped) {
           const float* qs[kQueryGroup];
