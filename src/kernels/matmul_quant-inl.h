@@ -11,10 +11,11 @@
 //     isum = exact int32 dot of 32 int8 pairs, kept as int32 lane partial sums
 //     acc = MulAdd(f32(isum), d_w * d_a, acc)      [acc: f32 lanes]
 //   C[m, n] = SumOfLanes(acc) + bias[n].
-// Base tile (SSE4/AVX2/AVX3): one block per vector (8 lanes; 4 on SSE4). VNNI tile: two blocks per
-// 512-bit vector (lanes 0-7 even blocks, 8-15 odd blocks), so "AVX3" and "AVX3_VNNI" may differ in
-// the last bits. The integer part is exact; the float part differs from the scalar reference only
-// by summation order.
+// The AVX2 table runs Q8_0 in matmul_q8_avx2-inl.h instead (one f32 accumulator per output, a
+// packed GEMM); here on AVX2 only Q4_0. Base tile (SSE4/AVX2/AVX3): one block per vector (8 lanes;
+// 4 on SSE4). VNNI tile: two blocks per 512-bit vector (lanes 0-7 even blocks, 8-15 odd blocks), so
+// "AVX3" and "AVX3_VNNI" may differ in the last bits. The integer part is exact; the float part
+// differs from the scalar reference only by summation order.
 //
 // Requires: SI_Q_NS (namespace name) and SI_Q_VNNI (0/1) defined by the includer.
 // Needs from the includer: HalfToFloat, RunOverOutputs, Scratch.

@@ -11,9 +11,12 @@
 //      with an R x C register tile (R A rows x C weight rows, one vector accumulator per output);
 //      f32/f16/bf16 prefill also splits K into chunks of 1024 (see FloatRange). Decode (M = 1) is
 //      the same code with R = 1: each weight byte is read exactly once.
-// Determinism: every output C[m, n] is one vector accumulator updated over K in the same order
-// with the same ops, then reduced by the same SumOfLanes, whatever R, C, the K or N chunking or
-// the thread: the result depends only on (A row m, W row n, bias[n]) and the target.
+//   Two packed GEMMs put the OUTPUTS in the vector lanes instead (weights transposed into an L2
+//   slab per call): per-channel int8 (matmul_int8-inl.h, every target) and Q8_0 on AVX2
+//   (matmul_q8_avx2-inl.h); their decode GEMVs do the same arithmetic per output.
+// Determinism: every output C[m, n] is one accumulator (a vector reduced by the same SumOfLanes,
+// or one lane) updated over K in the same order with the same ops, whatever R, C, the K or N
+// chunking or the thread: the result depends only on (A row m, W row n, bias[n]) and the target.
 
 #include <algorithm>
 #include <cstdint>
@@ -629,6 +632,7 @@ void QuantizeActivationRow(const float* x, size_t k, int8_t* qs, float* d_out) {
 #endif
 
 #include "kernels/matmul_int8-inl.h"
+#include "kernels/matmul_q8_avx2-inl.h"
 
 // Q8_0 / Q4_0 weights: the activation rows are quantized once (in parallel for large M), laid out
 // for this table's tile once, then every matmul of the group runs over them in one dispatch.
@@ -657,6 +661,11 @@ void QuantMatMulMulti(const float* a, int64_t m, int count, const MatRef* w,
 #endif
   const qbase::QuantPrepared p = qbase::QuantPrepare(aq, ad, m, k, need_q4);
   RunOverOutputs(count, w, m, pool, kQuantDecodeChunks, [&](int i, int64_t n0, int64_t n1) {
+#if HWY_TARGET == HWY_AVX2
+    if (w[i].type == DType::kQ8_0) {
+      return q8avx2::Range(q8avx2::Acts{aq, ad}, m, w[i], bias[i], c[i], n0, n1);
+    }
+#endif
     qbase::QuantRangeOf(p, m, w[i], bias[i], c[i], n0, n1);
   });
 }
