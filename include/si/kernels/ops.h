@@ -7,20 +7,19 @@
 // Numerics follow ggml where that changes results, so that logits match llama.cpp:
 //   - F32 weights: f32 products, f32 accumulation.
 //   - F16 / BF16 weights: each activation is first rounded to f16 / bf16, then f32 products and
-//   sums.
+//     sums.
 //   - Q8_0 / Q4_0 weights: each activation row is quantized to Q8_0 in blocks of 32
 //     (amax = max|x|, d = fp16(amax / 127), q = rint(x * 127 / amax)); per block an exact integer
 //     dot product, scaled by d_w * d_a, summed in f32 (the order of that sum is the target's:
 //     lane-wise then reduced, or block by block with FMA for Q8_0 on AVX2; the same in decode and
 //     prefill).
 //   - Per-channel int8 weights (MatRef::int8_rows: Q8_0 rows whose blocks all carry the row's
-//   scale, as
-//     `quantize --type int8` writes them): each activation row is quantized with ONE scale to 7
-//     bits (s_a = amax / 63, q = rint(x * 63 / amax), |q| <= 63; QuantizeRowInt8Act), the dot
-//     product over the whole row is one exact integer, and C = (s_a * d_w) * f32(isum) (+ bias). No
-//     float sum, so every target and the reference give the same bits. Why 7 bits: AVX2 has no int8
-//     dot product; its vpmaddubsw (u8 x s8 pairs to a saturating i16) is exact for q + 64 in [1,
-//     127] against any int8 weight, which is what makes this path ~2x the f32 FMA rate
+//     scale, as `quantize --type int8` writes them): each activation row is quantized with ONE
+//     scale to 7 bits (s_a = amax / 63, q = rint(x * 63 / amax), |q| <= 63; QuantizeRowInt8Act),
+//     the dot product over the whole row is one exact integer, and C = (s_a * d_w) * f32(isum)
+//     (+ bias). No float sum, so every target and the reference give the same bits. Why 7 bits:
+//     AVX2 has no int8 dot product; its vpmaddubsw (u8 x s8 pairs into a saturating i16) is exact
+//     for q + 64 in [1, 127] against any int8 weight, which makes this path ~2x the f32 FMA rate
 //     (docs/kernels.md, "int8 rows").
 // Determinism: C[m, n] depends only on A row m and W row n, with a fixed reduction order: never on
 // M, on the thread count, or on how rows are split over threads. The same holds for every other op
