@@ -21,6 +21,7 @@ namespace q8avx2 {
 #if HWY_TARGET == HWY_AVX2
 constexpr int kR = 4, kC = 2, kGroup = 8;  // 4 rows x 16 outputs: 8 int32 + 2 weights + 2 |w| + ...
 constexpr size_t kSlabBytes = 256 * 1024;  // packed quants per slab (as the f32 / int8 paths)
+constexpr size_t kPackPrefetch = 256;
 
 // Activations: row i's Q8_0 values at q + i * k, its block scales at d + i * nblocks.
 struct Acts {
@@ -45,6 +46,9 @@ void PackSlab(const MatRef& w, int64_t r0, int64_t nr, size_t k, int8_t* packed,
       __m256i v[kGroup];
       for (int l = 0; l < kGroup; ++l) {
         const uint8_t* blk = src[l] ? src[l] + b * sizeof(BlockQ8_0) : nullptr;
+        // 8 row streams from memory when M is small (batched decode): prefetched like the decode
+        // streams (1.1B Q8_0 -b 4, 2 threads: 23.5-24.1 t/s without, see docs/kernels.md).
+        if (blk && b % 2 == 0) hwy::Prefetch(blk + kPackPrefetch);
         v[l] = blk ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2))
                    : _mm256_setzero_si256();
         uint16_t bits = 0;
@@ -140,24 +144,22 @@ HWY_INLINE __m128i Sum4(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
   return _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
 }
 
-// Outputs for rows w[0..C) (C = 4, or 1 for the rest); lanes past C are garbage-free zeros.
-template <int C>
-HWY_INLINE __m128 DecodeTile(const int8_t* HWY_RESTRICT q, const float* HWY_RESTRICT da,
-                             size_t nblocks, const uint8_t* const* w) {
+// R activation rows (a.q / a.d from row 0, k apart) x C weight rows w[0..C) (C = 4, or 1 for the
+// rest): acc[r] lane j = output (r, row j); lanes past C stay zero.
+template <int R, int C>
+HWY_INLINE void DecodeTile(const Acts& a, size_t k, const uint8_t* const* w, __m128* acc) {
+  const size_t nblocks = k / kQK8_0;
   const __m256i ones = _mm256_set1_epi16(1);
-  __m128 acc = _mm_setzero_ps();
+  for (int r = 0; r < R; ++r) acc[r] = _mm_setzero_ps();
   for (size_t b = 0; b < nblocks; ++b) {
-    const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + b * kQK8_0));
-    __m256i v[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
-                    _mm256_setzero_si256()};
+    __m256i wv[4], wabs[4];
     __m128i dh =
         _mm_setzero_si128();  // the C rows' fp16 block scales, lane j (vpinsrw from memory)
     for (int j = 0; j < C; ++j) {
       const uint8_t* blk = w[j] + b * sizeof(BlockQ8_0);
       if (b % 2 == 0) hwy::Prefetch(blk + kStreamPrefetch);
-      const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
-      v[j] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(av, wv)),
-                               ones);
+      wv[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+      wabs[j] = _mm256_abs_epi8(wv[j]);
       uint16_t bits;
       std::memcpy(&bits, blk, 2);
       switch (j) {  // the lane index of vpinsrw must be an immediate
@@ -176,43 +178,78 @@ HWY_INLINE __m128 DecodeTile(const int8_t* HWY_RESTRICT q, const float* HWY_REST
       }
     }
     const __m128 dw = _mm_cvtph_ps(dh);
-    const __m128 s = _mm_mul_ps(dw, _mm_set1_ps(da[b]));
-    acc = _mm_fmadd_ps(_mm_cvtepi32_ps(Sum4(v[0], v[1], v[2], v[3])), s, acc);
-  }
-  return acc;
-}
-
-void DecodeRange(const int8_t* q, const float* da, const MatRef& w, const float* bias, float* c,
-                 int64_t n0, int64_t n1) {
-  const size_t nblocks = static_cast<size_t>(w.cols) / kQK8_0;
-  const int64_t tiles = (n1 - n0) / kStreams;
-  const uint8_t* rows[kStreams];
-  HWY_ALIGN float y[4];
-  for (int64_t t = 0; t < tiles; ++t) {
-    for (int j = 0; j < kStreams; ++j) rows[j] = w.row(n0 + t + j * tiles);
-    _mm_store_ps(y, DecodeTile<kStreams>(q, da, nblocks, rows));
-    for (int j = 0; j < kStreams; ++j) {
-      const int64_t n =
-          n0 + t + j * tiles;  // stream j: rows [n0 + j * tiles, n0 + (j + 1) * tiles)
-      c[n] = bias ? y[j] + bias[n] : y[j];
+    for (int r = 0; r < R; ++r) {
+      const __m256i av =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q + r * k + b * kQK8_0));
+      __m256i v[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                      _mm256_setzero_si256()};
+      for (int j = 0; j < C; ++j) {
+        v[j] = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs[j], _mm256_sign_epi8(av, wv[j])), ones);
+      }
+      const __m128 s = _mm_mul_ps(dw, _mm_set1_ps(a.d[r * nblocks + b]));
+      acc[r] = _mm_fmadd_ps(_mm_cvtepi32_ps(Sum4(v[0], v[1], v[2], v[3])), s, acc[r]);
     }
   }
-  for (int64_t n = n0 + kStreams * tiles; n < n1; ++n) {
-    rows[0] = w.row(n);
-    _mm_store_ps(y, DecodeTile<1>(q, da, nblocks, rows));
-    c[n] = bias ? y[0] + bias[n] : y[0];
+}
+
+// R activation rows x outputs [n0, n1), weights read once: kStreams row streams of `tiles` rows
+// each, then the rest one row at a time.
+template <int R>
+void DecodeRange(const Acts& a, const MatRef& w, const float* bias, float* c, int64_t n0,
+                 int64_t n1) {
+  const size_t k = static_cast<size_t>(w.cols);
+  const int64_t n = w.rows;
+  const int64_t tiles = (n1 - n0) / kStreams;
+  const uint8_t* rows[kStreams];
+  __m128 acc[R];
+  HWY_ALIGN float y[4];
+  auto store = [&](int cnt, const int64_t* idx) {
+    for (int r = 0; r < R; ++r) {
+      _mm_store_ps(y, acc[r]);
+      for (int j = 0; j < cnt; ++j) {
+        c[r * n + idx[j]] = bias ? y[j] + bias[idx[j]] : y[j];
+      }
+    }
+  };
+  int64_t idx[kStreams];
+  for (int64_t t = 0; t < tiles; ++t) {
+    for (int j = 0; j < kStreams; ++j) {
+      idx[j] = n0 + t + j * tiles;  // stream j: rows [n0 + j * tiles, n0 + (j + 1) * tiles)
+      rows[j] = w.row(idx[j]);
+    }
+    DecodeTile<R, kStreams>(a, k, rows, acc);
+    store(kStreams, idx);
+  }
+  for (int64_t r0 = n0 + kStreams * tiles; r0 < n1; ++r0) {
+    idx[0] = r0;
+    rows[0] = w.row(r0);
+    DecodeTile<R, 1>(a, k, rows, acc);
+    store(1, idx);
   }
 }
 
-// Rows [0, m) x outputs [n0, n1) of one Q8_0 matmul. m = 1 streams the weights (DecodeRange);
-// m >= 2 packs a slab of weight rows per call (read once from memory, then from L2 by every block
+// Rows [0, m) x outputs [n0, n1) of one Q8_0 matmul. m <= 4 streams the weights (DecodeRange);
+// m > 4 packs a slab of weight rows per call (read once from memory, then from L2 by every block
 // of 4 activation rows).
 void Range(const Acts& a, int64_t m, const MatRef& w, const float* bias, float* c, int64_t n0,
            int64_t n1) {
   const size_t k = static_cast<size_t>(w.cols);
   const size_t nblocks = k / kQK8_0;
   const size_t n = static_cast<size_t>(w.rows);
-  if (m == 1) return DecodeRange(a.q, a.d, w, bias, c, n0, n1);
+  // M <= 4: the weights stream once through the decode tile for all rows (memory bound:
+  // packing them costs more than it saves; 1.1B Q8_0 -b 4, 2 threads, 23.5-26.0 t/s packed).
+  switch (m) {
+    case 1:
+      return DecodeRange<1>(a, w, bias, c, n0, n1);
+    case 2:
+      return DecodeRange<2>(a, w, bias, c, n0, n1);
+    case 3:
+      return DecodeRange<3>(a, w, bias, c, n0, n1);
+    case 4:
+      return DecodeRange<4>(a, w, bias, c, n0, n1);
+    default:
+      break;
+  }
   constexpr int64_t kTileN = kC * kGroup;
   const int64_t slab =
       std::max<int64_t>(kTileN, static_cast<int64_t>(kSlabBytes / k) / kTileN * kTileN);
