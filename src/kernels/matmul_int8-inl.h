@@ -83,6 +83,11 @@ HWY_INLINE void StoreN(__m256 y, float* out, int cnt) {
 constexpr int kR = 4, kGroup = 8, kC = 3;
 constexpr size_t kSlabBytes = 256 * 1024;  // packed slab: half the 512 KiB L2 (as the f32 path)
 
+// Weight rows per packed slab of K-byte rows: a multiple of the tile's tile_n outputs, >= one tile.
+HWY_INLINE int64_t SlabRows(size_t k, int64_t tile_n) {
+  return std::max<int64_t>(tile_n, static_cast<int64_t>(kSlabBytes / k) / tile_n * tile_n);
+}
+
 // The 32-byte quants of one block of 8 weight rows (v[l]: row l) -> o[i] = 4-byte word i of rows
 // 0..7 (an 8 x 8 transpose of 32-bit words), the packed layout [k / 4][8 rows][4 bytes].
 HWY_INLINE void TransposeWords8x8(const __m256i* v, __m256i* o) {
@@ -270,8 +275,7 @@ void Range(const Acts& a, int64_t m, const MatRef& w, const float* bias, float* 
     return;
   }
   constexpr int64_t kTileN = kC * kGroup;
-  const int64_t slab =
-      std::max<int64_t>(kTileN, static_cast<int64_t>(kSlabBytes / k) / kTileN * kTileN);
+  const int64_t slab = SlabRows(k, kTileN);
   thread_local std::vector<int8_t> packed_buf;
   thread_local std::vector<int32_t> colsum_buf;
   thread_local std::vector<float> dw_buf;

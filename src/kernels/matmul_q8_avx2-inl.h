@@ -20,7 +20,6 @@ namespace q8avx2 {
 
 #if HWY_TARGET == HWY_AVX2
 constexpr int kR = 4, kC = 2, kGroup = 8;  // 4 rows x 16 outputs: 8 int32 + 2 weights + 2 |w| + ...
-constexpr size_t kSlabBytes = 256 * 1024;  // packed quants per slab (as the f32 / int8 paths)
 constexpr size_t kPackPrefetch = 256;
 
 // Activations: row i's Q8_0 values at q + i * k, its block scales at d + i * nblocks.
@@ -251,8 +250,7 @@ void Range(const Acts& a, int64_t m, const MatRef& w, const float* bias, float* 
       break;
   }
   constexpr int64_t kTileN = kC * kGroup;
-  const int64_t slab =
-      std::max<int64_t>(kTileN, static_cast<int64_t>(kSlabBytes / k) / kTileN * kTileN);
+  const int64_t slab = i8rows::SlabRows(k, kTileN);
   thread_local std::vector<int8_t> packed_buf;
   thread_local std::vector<float> scale_buf;
   int8_t* packed = Scratch(packed_buf, slab * k);
