@@ -1,5 +1,6 @@
-// Q8_0 weights x Q8_0 activations on AVX2: a packed prefill / batched-decode GEMM with the outputs
-// in the vector lanes, and a decode GEMV with the same arithmetic. A textual fragment included by
+// Q8_0 weights x Q8_0 activations on AVX2: a packed GEMM with the outputs in the vector lanes for
+// M > 4 (prefill, batched decode), and for M <= 4 a tile that streams each weight row once for all
+// M rows (decode), with the same arithmetic. A textual fragment included by
 // simd_matmul.cc after matmul_int8-inl.h (it uses i8rows::TransposeWords8x8); AVX2 table only (the
 // AVX3 tables keep matmul_quant-inl.h's tiles).
 //
@@ -10,7 +11,7 @@
 // 2| < 32767). Both paths below do exactly these operations per output, so decode, prefill, any
 // M, N chunking and thread count give the same bits (tests/kernels/matmul_test.cc).
 //
-// Why (docs/kernels.md, "Q8_0 packed"): the lanes-along-K tile of matmul_quant-inl.h pays, per
+// Why (docs/kernels.md, "Q8_0 on AVX2: packed, outputs in the lanes"): the lanes-along-K tile of matmul_quant-inl.h pays, per
 // block, output and row, a convert + FMA into a vector accumulator and a horizontal sum at the end;
 // here one 32-byte weight load holds 4 k of 8 outputs and one broadcast 4 k of one activation row,
 // so a block costs per (row, 8 outputs) 8 x (vpsignb + vpmaddubsw + vpmaddwd + vpaddd) and one
@@ -127,7 +128,7 @@ HWY_INLINE void TileRows(int rows, const Acts& a, int64_t i0, size_t k, const in
   Tile<R, C>(a, i0, k, b, sc, bias, cnt, c, c_stride);
 }
 
-// ---- Decode: 4 row streams (as matmul_quant-inl.h's decode tile), the 4 block sums reduced to one
+// ---- Decode (M <= 4): 4 row streams (as matmul_quant-inl.h's decode tile), the 4 block sums reduced to one
 // 128-bit vector so that the scale and the FMA run once per block for the 4 outputs.
 constexpr int kStreams = 4;
 constexpr size_t kStreamPrefetch = 256;
