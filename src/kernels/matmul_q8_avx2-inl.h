@@ -11,11 +11,11 @@
 // 2| < 32767). Both paths below do exactly these operations per output, so decode, prefill, any
 // M, N chunking and thread count give the same bits (tests/kernels/matmul_test.cc).
 //
-// Why (docs/kernels.md, "Q8_0 on AVX2: packed, outputs in the lanes"): the lanes-along-K tile of matmul_quant-inl.h pays, per
-// block, output and row, a convert + FMA into a vector accumulator and a horizontal sum at the end;
-// here one 32-byte weight load holds 4 k of 8 outputs and one broadcast 4 k of one activation row,
-// so a block costs per (row, 8 outputs) 8 x (vpsignb + vpmaddubsw + vpmaddwd + vpaddd) and one
-// convert + multiply + FMA.
+// Why (docs/kernels.md, "Q8_0 on AVX2: packed, outputs in the lanes"): the lanes-along-K tile of
+// matmul_quant-inl.h pays, per block, output and row, a convert + FMA into a vector accumulator and
+// a horizontal sum at the end; here one 32-byte weight load holds 4 k of 8 outputs and one
+// broadcast 4 k of one activation row, so a block costs per (row, 8 outputs) 8 x (vpsignb +
+// vpmaddubsw + vpmaddwd + vpaddd) and one convert + multiply + FMA.
 
 namespace q8avx2 {
 
