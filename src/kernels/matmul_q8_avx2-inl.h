@@ -128,8 +128,8 @@ HWY_INLINE void TileRows(int rows, const Acts& a, int64_t i0, size_t k, const in
   Tile<R, C>(a, i0, k, b, sc, bias, cnt, c, c_stride);
 }
 
-// ---- Decode (M <= 4): 4 row streams (as matmul_quant-inl.h's decode tile), the 4 block sums reduced to one
-// 128-bit vector so that the scale and the FMA run once per block for the 4 outputs.
+// ---- Decode (M <= 4): 4 row streams (as matmul_quant-inl.h's decode tile), the 4 block sums
+// reduced to one 128-bit vector so that the scale and the FMA run once per block for the 4 outputs.
 constexpr int kStreams = 4;
 constexpr size_t kStreamPrefetch = 256;
 
