@@ -367,50 +367,18 @@ HWY_INLINE void TransposeKeys(const float* HWY_RESTRICT k, int64_t k_stride, int
   }
 }
 
-// out[g * lanes + l] = sum_i q[i] * kt[i * stride + g * lanes + l] for kG groups of lanes keys: the
-// scores of one query against kG * lanes keys of a transposed K tile, one FMA chain per key over
-// the head dimension in order (no horizontal reduction). A key's score depends only on q and that
-// key.
-template <int kG>
-HWY_INLINE void ScoreGroups(const float* HWY_RESTRICT q, size_t d, const float* HWY_RESTRICT kt,
-                            size_t stride, float* HWY_RESTRICT out) {
-  const DF df;
-  const size_t lanes = hn::Lanes(df);
-  VF acc[kG];
-  for (int g = 0; g < kG; ++g) acc[g] = hn::Zero(df);
-  for (size_t i = 0; i < d; ++i) {
-    const VF qi = hn::Set(df, q[i]);
-    const float* row = kt + i * stride;
-    for (int g = 0; g < kG; ++g) acc[g] = hn::MulAdd(qi, hn::Load(df, row + g * lanes), acc[g]);
-  }
-  for (int g = 0; g < kG; ++g) hn::Store(acc[g], df, out + g * lanes);
-}
-
-// o[0, kU * lanes) = o * corr + sum_j p[j] * v[j * stride + ...], keys ascending. kU output vectors
-// at once, keys in the outer loop: kU independent FMA chains instead of one chain of nk dependent
-// FMAs per vector (latency-bound: 64 keys x 4 cycles). Each vector still sees exactly the same
-// MulAdd sequence, so the result does not depend on kU.
-template <int kU>
-HWY_INLINE void PvAccumulate(float* HWY_RESTRICT o, float corr, const float* HWY_RESTRICT p,
-                             int64_t nk, const float* HWY_RESTRICT v, int64_t stride) {
-  const DF df;
-  const size_t lanes = hn::Lanes(df);
-  VF acc[kU];
-  for (int u = 0; u < kU; ++u) acc[u] = hn::Mul(hn::LoadU(df, o + u * lanes), hn::Set(df, corr));
-  for (int64_t j = 0; j < nk; ++j) {
-    const VF pj = hn::Set(df, p[j]);
-    const float* vj = v + j * stride;
-    for (int u = 0; u < kU; ++u) acc[u] = hn::MulAdd(pj, hn::LoadU(df, vj + u * lanes), acc[u]);
-  }
-  for (int u = 0; u < kU; ++u) hn::StoreU(acc[u], df, o + u * lanes);
-}
-
-// The same two products for kQ queries at once (queries that see the same keys of the tile), in
-// register tiles of kQ queries x kG key groups (scores) or kQ queries x kU output vectors (p.v):
-// each key vector / value vector loaded once feeds kQ FMAs instead of 1 (the single-query kernels
-// above do one load per FMA, which held prefill attention at ~0.25 of the FMA peak). Every score
-// and every output element goes through exactly the MulAdd sequence of ScoreGroups /
-// PvAccumulate, so a query gives the same bits in a group or alone.
+// Scores and p.v of kQ queries that see the same keys of a tile (kQ = 1: one query alone).
+// ScoreQueries: query r's scores against kG groups of lanes keys of a transposed K tile,
+//   out[r * out_stride + j] = sum_i q[r][i] * kt[i * stride + j],
+// one FMA chain per (query, key) over the head dimension in order (no horizontal reduction), so a
+// score depends only on that query and key.
+// PvQueries: o[r][0, kU * lanes) = o[r] * corr[r] + sum_j p[r * p_stride + j] * v[j * stride + .],
+// keys ascending: kQ x kU independent FMA chains instead of one chain of nk dependent FMAs per
+// vector (latency-bound: 64 keys x 4 cycles).
+// Register tiles of kQ queries x kG key groups / kU output vectors: each K or V vector loaded feeds
+// kQ FMAs (with kQ = 1, one load per FMA held prefill attention at ~0.25 of the FMA peak). Every
+// element goes through the same MulAdd sequence whatever kQ, kG, kU, so a query gives the same bits
+// grouped or alone.
 template <int kQ, int kG>
 HWY_INLINE void ScoreQueries(const float* const* q, size_t d, const float* HWY_RESTRICT kt,
                              size_t stride, float* HWY_RESTRICT out, size_t out_stride) {
@@ -590,12 +558,13 @@ void Attention(const AttentionArgs& a, ThreadPool* pool) {
           for (; g < groups; ++g)
             ScoreQueries<kQueryGroup, 1>(qs, d, kt + g * lanes, kt_stride, p + g * lanes, kKeyTile);
         } else {
-          const float* qv = list[x].q;
+          const float* qv[1] = {list[x].q};
           for (; g + 8 <= groups; g += 8)
-            ScoreGroups<8>(qv, d, kt + g * lanes, kt_stride, p + g * lanes);
+            ScoreQueries<1, 8>(qv, d, kt + g * lanes, kt_stride, p + g * lanes, kKeyTile);
           for (; g + 4 <= groups; g += 4)
-            ScoreGroups<4>(qv, d, kt + g * lanes, kt_stride, p + g * lanes);
-          for (; g < groups; ++g) ScoreGroups<1>(qv, d, kt + g * lanes, kt_stride, p + g * lanes);
+            ScoreQueries<1, 4>(qv, d, kt + g * lanes, kt_stride, p + g * lanes, kKeyTile);
+          for (; g < groups; ++g)
+            ScoreQueries<1, 1>(qv, d, kt + g * lanes, kt_stride, p + g * lanes, kKeyTile);
         }
         float corr[kQueryGroup];
         float* o[kQueryGroup];
@@ -617,12 +586,18 @@ void Attention(const AttentionArgs& a, ThreadPool* pool) {
             PvQueries<kQueryGroup, 1>(oi, corr, p, kKeyTile, nk, v0 + i, a.kv_stride);
           }
         } else {
-          for (; i + 8 * lanes <= d; i += 8 * lanes)
-            PvAccumulate<8>(o[0] + i, corr[0], p, nk, v0 + i, a.kv_stride);
-          for (; i + 4 * lanes <= d; i += 4 * lanes)
-            PvAccumulate<4>(o[0] + i, corr[0], p, nk, v0 + i, a.kv_stride);
-          for (; i + lanes <= d; i += lanes)
-            PvAccumulate<1>(o[0] + i, corr[0], p, nk, v0 + i, a.kv_stride);
+          for (; i + 8 * lanes <= d; i += 8 * lanes) {
+            float* oi[1] = {o[0] + i};
+            PvQueries<1, 8>(oi, corr, p, kKeyTile, nk, v0 + i, a.kv_stride);
+          }
+          for (; i + 4 * lanes <= d; i += 4 * lanes) {
+            float* oi[1] = {o[0] + i};
+            PvQueries<1, 4>(oi, corr, p, kKeyTile, nk, v0 + i, a.kv_stride);
+          }
+          for (; i + lanes <= d; i += lanes) {
+            float* oi[1] = {o[0] + i};
+            PvQueries<1, 1>(oi, corr, p, kKeyTile, nk, v0 + i, a.kv_stride);
+          }
           for (; i < d; ++i) {
             float acc = o[0][i] * corr[0];
             for (int64_t j = 0; j < nk; ++j) acc += p[j] * v0[j * a.kv_stride + i];
