@@ -22,6 +22,7 @@
 
 namespace i8rows {
 
+#if HWY_TARGET <= HWY_AVX2
 constexpr int kActShift = 64;  // u = q + 64
 // isum magnitude <= 63 * 128 * k must stay below 2^31.
 constexpr size_t kMaxK = size_t{1} << 18;
@@ -59,7 +60,6 @@ HWY_INLINE float RowScale(const MatRef& w, int64_t n) {
   return HalfToFloat(bits);
 }
 
-#if HWY_TARGET <= HWY_AVX2
 // cnt (<= 8) outputs y[j] = (sa * dw[j]) * f32(isum[j]) (+ bias[j]). The empty asm keeps the
 // compiler from contracting the multiply and the add into one FMA (the reference rounds twice).
 HWY_INLINE __m256 Finish8(__m256i isum, __m256 dw, float sa, const float* bias, int cnt) {
@@ -295,24 +295,6 @@ void Range(const Acts& a, int64_t m, const MatRef& w, const float* bias, float* 
     }
   }
 }
-#else
-// Targets without AVX2 (SSE4): the reference's loops (exact integers, two f32 roundings).
-void Range(const Acts& a, int64_t m, const MatRef& w, const float* bias, float* c, int64_t n0,
-           int64_t n1) {
-  const size_t k = static_cast<size_t>(w.cols);
-  for (int64_t i = 0; i < m; ++i) {
-    const int8_t* q = a.q + i * k;
-    for (int64_t j = n0; j < n1; ++j) {
-      const auto* b = reinterpret_cast<const BlockQ8_0*>(w.row(j));
-      int32_t isum = 0;
-      for (size_t l = 0; l < k; ++l)
-        isum += static_cast<int32_t>(q[l]) * b[l / kQK8_0].qs[l % kQK8_0];
-      volatile float y = (a.s[i] * RowScale(w, j)) * static_cast<float>(isum);
-      c[i * w.rows + j] = bias ? y + bias[j] : y;
-    }
-  }
-}
-#endif
 
 // `count` matmuls (all int8_rows, equal K) of one input: activations quantized once (in parallel
 // for large m), then one dispatch over all outputs.
@@ -332,5 +314,13 @@ void MatMulMulti(const float* a, int64_t m, int count, const MatRef* w, const fl
     Range(acts, m, w[i], bias[i], c[i], n0, n1);
   });
 }
+#else
+// Targets without AVX2 (SSE4) run the scalar reference, which defines these numerics (same bits;
+// one thread).
+void MatMulMulti(const float* a, int64_t m, int count, const MatRef* w, const float* const* bias,
+                 float* const* c, ThreadPool* pool) {
+  for (int i = 0; i < count; ++i) ReferenceKernels().matmul(a, m, w[i], bias[i], c[i], pool);
+}
+#endif  // HWY_TARGET <= HWY_AVX2
 
 }  // namespace i8rows

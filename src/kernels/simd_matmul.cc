@@ -12,7 +12,7 @@
 //      f32/f16/bf16 prefill also splits K into chunks of 1024 (see FloatRange). Decode (M = 1) is
 //      the same code with R = 1: each weight byte is read exactly once.
 //   Two packed GEMMs put the OUTPUTS in the vector lanes instead (weights transposed into an L2
-//   slab per call): per-channel int8 (matmul_int8-inl.h, every target) and Q8_0 on AVX2
+//   slab per call): per-channel int8 (matmul_int8-inl.h; SSE4 runs the reference) and Q8_0 on AVX2
 //   (matmul_q8_avx2-inl.h); their decode GEMVs do the same arithmetic per output.
 // Determinism: every output C[m, n] is one accumulator (a vector reduced by the same SumOfLanes,
 // or one lane) updated over K in the same order with the same ops, whatever R, C, the K or N
