@@ -13,56 +13,18 @@
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
-#include <memory>
 #include <oneapi/dnnl/dnnl.hpp>
-#include <random>
 #include <string>
 #include <vector>
 
-#include "si/base/thread_pool.h"
-#include "si/kernels/ops.h"
+#include "peer_bench_util.h"
 
 namespace si {
 namespace {
 
-struct Shape {
-  const char* name;
-  int64_t n, k;
-};
-constexpr Shape kShapes[] = {{"attn_q", 2048, 2048}, {"ffn_up", 5632, 2048}, {"ffn_down", 2048, 5632}};
-
-std::vector<float> Random(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
-
-ThreadPool* Pool(int threads) {
-  static std::unique_ptr<ThreadPool> pools[3];
-  if (!pools[threads]) pools[threads] = std::make_unique<ThreadPool>(threads);
-  return pools[threads].get();
-}
-
-void SetCounters(benchmark::State& state, int64_t m, const Shape& s) {
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * m * s.n * s.k * 1e-9,
-                                                 benchmark::Counter::kIsIterationInvariantRate);
-}
-
-void BM_Ours(benchmark::State& state, Shape s, int64_t m, int threads) {
-  const std::vector<float> w = Random(s.n * s.k, 1), a = Random(m * s.k, 2);
-  std::vector<float> c(m * s.n);
-  const MatRef wr{DType::kF32, w.data(), s.n, s.k};
-  const Kernels& k = BestKernels();
-  ThreadPool* pool = Pool(threads);
-  for (auto _ : state) {
-    k.matmul(a.data(), m, wr, nullptr, c.data(), pool);
-    benchmark::ClobberMemory();
-  }
-  SetCounters(state, m, s);
-  state.SetLabel(k.name);
-}
+using bench::Random;
+using bench::SetCounters;
+using bench::Shape;
 
 void BM_Dnnl(benchmark::State& state, Shape s, int64_t m, int threads, bool any_layout) {
   using dt = dnnl::memory::data_type;
@@ -97,21 +59,12 @@ void BM_Dnnl(benchmark::State& state, Shape s, int64_t m, int threads, bool any_
 }
 
 int Register() {
-  for (int64_t m : {512, 1}) {
-    for (const Shape& s : kShapes) {
-      for (int threads : {1, 2}) {
-        const std::string suffix = std::string(m == 1 ? "decode/" : "prefill/") + s.name +
-                                   "/threads:" + std::to_string(threads);
-        const double min_time = m == 1 ? 0.2 : 0.5;
-        benchmark::RegisterBenchmark(("ours/" + suffix).c_str(), BM_Ours, s, m, threads)
-            ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(min_time);
-        benchmark::RegisterBenchmark(("dnnl_nk/" + suffix).c_str(), BM_Dnnl, s, m, threads, false)
-            ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(min_time);
-        benchmark::RegisterBenchmark(("dnnl_any/" + suffix).c_str(), BM_Dnnl, s, m, threads, true)
-            ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(min_time);
-      }
-    }
-  }
+  using Fn = void (*)(benchmark::State&, Shape, int64_t, int);
+  bench::RegisterWithOurs<Fn>({{"dnnl_nk", [](benchmark::State& st, Shape s, int64_t m,
+                                              int t) { BM_Dnnl(st, s, m, t, false); }},
+                               {"dnnl_any", [](benchmark::State& st, Shape s, int64_t m, int t) {
+                                  BM_Dnnl(st, s, m, t, true);
+                                }}});
   return 0;
 }
 const int kRegistered = Register();

@@ -61,6 +61,7 @@ void RefMatMulInt8Rows(const float* a, int64_t m, const MatRef& w, const float* 
 }
 
 void RefMatMul(const float* a, int64_t m, const MatRef& w, const float* bias, float* c, ThreadPool* pool) {
+  SI_CHECK(!w.panels16) << "matmul: panel matrices are made by and for the AVX2 table";
   if (IsKQuant(w.type)) return RefMatMulKQuant(a, m, w, bias, c, pool);
   if (w.type == DType::kQ8_0 && w.int8_rows) return RefMatMulInt8Rows(a, m, w, bias, c);
   const int64_t k = w.cols, n = w.rows;
@@ -96,6 +97,7 @@ void RefMatMulMulti(const float* a, int64_t m, int count, const MatRef* w, const
 }
 
 void RefGetRows(const MatRef& w, const int32_t* ids, int64_t n, float* out) {
+  SI_CHECK(!w.panels16) << "get_rows: panel matrices hold no rows";
   for (int64_t i = 0; i < n; ++i) DequantizeRow(w.type, w.row(ids[i]), w.cols, out + i * w.cols);
 }
 

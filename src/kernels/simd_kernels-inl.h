@@ -48,6 +48,11 @@ void MatMulMulti(const float* a, int64_t m, int count, const MatRef* w, const fl
 void MatMulMultiVnni(const float* a, int64_t m, int count, const MatRef* w, const float* const* bias,
                      float* const* c, ThreadPool* pool);
 void GetRows(const MatRef& w, const int32_t* ids, int64_t n, float* out);
+#if HWY_TARGET == HWY_AVX2
+// Kernels::panel_bytes / to_panels: f32 / f16 / bf16 matrices in 16-output panels.
+int64_t PanelBytes(const MatRef& w);
+MatRef ToPanels(const MatRef& w, void* dst, ThreadPool* pool);
+#endif
 // Q4_K / Q5_K / Q6_K weights (simd_kquant.cc); MatMul and MatMulVnni route them here.
 void KQuantMatMul(const float* a, int64_t m, const MatRef& w, const float* bias, float* c, ThreadPool* pool);
 void RmsNorm(const float* x, const float* gain, int64_t rows, int64_t dim, float eps, float* out);

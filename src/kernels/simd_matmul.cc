@@ -155,6 +155,8 @@ HWY_INLINE VF LoadWTail(DF df, const uint8_t* row, size_t k, size_t count) {
   return LoadW<kW>(df, buf, 0);
 }
 
+#include "kernels/matmul_f32_avx2-inl.h"
+
 // R A rows (stride a_stride floats, zero-padded to a multiple of the vector length) x C weight
 // rows, over K range [k0, k1) (k0 a multiple of the vector length). The accumulators start at zero
 // (kFirst) or are reloaded from acc_buf; at the end of K (kLast) they are reduced into C (after the
@@ -580,6 +582,22 @@ void FloatMatMulMulti(const float* a, int64_t m, int count, const MatRef* w,
                       const float* const* bias, float* const* c, ThreadPool* pool) {
   size_t a_stride;
   const float* ap = FloatPrepare<kW>(a, m, static_cast<size_t>(w[0].cols), pool, &a_stride);
+  if (w[0].panels16) {
+#if HWY_TARGET == HWY_AVX2
+    const FloatBlocking& b = Blocking();
+    const float* packed =
+        m >= f32avx2::kMinPackedRows && b.pack
+            ? f32avx2::PackA(ap, a_stride, m, static_cast<size_t>(w[0].cols), pool)
+            : nullptr;
+    return RunOverOutputs(count, w, m, pool, kFloatDecodeChunks,
+                          [&](int i, int64_t n0, int64_t n1) {
+                            f32avx2::Range<kW>(ap, a_stride, packed, m, w[i], bias[i], c[i], n0, n1,
+                                               b.kc, b.slab_bytes);
+                          });
+#else
+    SI_CHECK(false) << "matmul: panel matrices are made by and for the AVX2 table";
+#endif
+  }
   const float* packed =
       UsePacked(m) ? PackA(ap, a_stride, m, static_cast<size_t>(w[0].cols), pool) : nullptr;
   RunOverOutputs(count, w, m, pool, kFloatDecodeChunks, [&](int i, int64_t n0, int64_t n1) {
@@ -724,7 +742,9 @@ void MatMulMultiImpl(const float* a, int64_t m, int count, const MatRef* w,
   if (m <= 0 || count <= 0) return;
   const Group g = GroupOf(w[0]);
   bool fused = g != Group::kOther;
-  for (int i = 1; i < count; ++i) fused &= GroupOf(w[i]) == g && w[i].cols == w[0].cols;
+  for (int i = 1; i < count; ++i) {
+    fused &= GroupOf(w[i]) == g && w[i].cols == w[0].cols && w[i].panels16 == w[0].panels16;
+  }
   if (!fused || count == 1) {
     for (int i = 0; i < count; ++i) MatMulImpl<kVnni>(a, m, w[i], bias[i], c[i], pool);
     return;
@@ -830,7 +850,15 @@ void MatMulMultiVnni(const float* a, int64_t m, int count, const MatRef* w,
   MatMulMultiImpl<true>(a, m, count, w, bias, c, pool);
 }
 
+#if HWY_TARGET == HWY_AVX2
+int64_t PanelBytes(const MatRef& w) { return f32avx2::PanelBytes(w); }
+MatRef ToPanels(const MatRef& w, void* dst, ThreadPool* pool) {
+  return f32avx2::ToPanels(w, dst, pool);
+}
+#endif
+
 void GetRows(const MatRef& w, const int32_t* ids, int64_t n, float* out) {
+  SI_CHECK(!w.panels16) << "get_rows: panel matrices hold no rows";
   for (int64_t i = 0; i < n; ++i) {
     DequantRow(w.type, w.row(ids[i]), static_cast<size_t>(w.cols), out + i * w.cols);
   }

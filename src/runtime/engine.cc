@@ -40,7 +40,42 @@ Result<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Model> mode
     return InvalidArgumentError("context length ", options.context_len, " exceeds the model's ", model_ctx);
   }
   e->context_len_ = options.context_len > 0 ? options.context_len : model_ctx;
+  e->PrepareWeights(options.repack_weights);
   return e;
+}
+
+// Costs one copy of the f32 / f16 / bf16 matmul weights (the model's mapping stays as it is) and
+// one pass over them at start-up; repays it in every matmul (docs/kernels.md, "f32 on AVX2: outputs
+// in the lanes").
+void Engine::PrepareWeights(bool repack) {
+  const int64_t layers = config().num_layers;
+  mats_.assign(layers, {});
+  std::vector<MatRef*> all;
+  for (int64_t l = 0; l < layers; ++l) {
+    for (int r = 0; r < kNumRoles; ++r) {
+      const Role role = static_cast<Role>(r);
+      const RoleInfo& info = GetRoleInfo(role);
+      if (!info.per_layer || info.op != OpKind::kMatMul || !model_->W(role, l).present()) continue;
+      mats_[l][r] = model_->W(role, l).mat;
+      all.push_back(&mats_[l][r]);
+    }
+  }
+  output_ = model_->OutputMatrix().mat;
+  if (!config().is_encoder() && model_->OutputMatrix().present()) all.push_back(&output_);
+  if (!repack || k_->panel_bytes == nullptr) return;
+  auto rounded = [](int64_t bytes) { return (bytes + 63) / 64 * 64; };
+  int64_t total = 0;
+  for (const MatRef* w : all) total += rounded(k_->panel_bytes(*w));
+  if (total == 0) return;
+  panel_storage_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, static_cast<size_t>(total))));
+  SI_CHECK(panel_storage_ != nullptr) << "out of memory for " << total << " bytes of panel weights";
+  uint8_t* p = panel_storage_.get();
+  for (MatRef* w : all) {
+    const int64_t bytes = k_->panel_bytes(*w);
+    if (bytes == 0) continue;
+    *w = k_->to_panels(*w, p, pool_.get());
+    p += rounded(bytes);
+  }
 }
 
 int Engine::NewSequence() {
@@ -191,7 +226,7 @@ void Engine::RunLayers(std::span<const SeqTokens> batch, int64_t T) {
   auto matmul = [&](const float* in, Role w, Role b, int64_t l, float* out) {
     ScopedTime st(profile_, times_.matmul);
     const float* bias = b != Role::kNumRoles && m.W(b, l).present() ? m.W(b, l).f32() : nullptr;
-    k.matmul(in, T, m.W(w, l).mat, bias, out, pool);
+    k.matmul(in, T, Mat(w, l), bias, out, pool);
   };
   // Up to 3 matmuls of the same input (Q/K/V, gate/up): k.matmul_multi quantizes the input once and, in
   // decode, runs them as one parallel region. Same bits as separate matmul calls.
@@ -200,7 +235,7 @@ void Engine::RunLayers(std::span<const SeqTokens> batch, int64_t T) {
     MatRef mats[3];
     const float* biases[3];
     for (int i = 0; i < count; ++i) {
-      mats[i] = m.W(w[i], l).mat;
+      mats[i] = Mat(w[i], l);
       biases[i] = b[i] != Role::kNumRoles && m.W(b[i], l).present() ? m.W(b[i], l).f32() : nullptr;
     }
     k.matmul_multi(in, T, count, mats, biases, out, pool);
@@ -351,7 +386,7 @@ Status Engine::Forward(std::span<const SeqTokens> batch, std::vector<float>* log
   logits->resize(static_cast<size_t>(rows * c.vocab_size));
   {
     ScopedTime st(profile_, times_.matmul);
-    k_->matmul(h_.data(), rows, model_->OutputMatrix().mat, nullptr, logits->data(), pool_.get());
+    k_->matmul(h_.data(), rows, output_, nullptr, logits->data(), pool_.get());
   }
   for (const SeqTokens& e : batch) seqs_[e.seq].len += static_cast<int64_t>(e.tokens.size());
   return Status::Ok();

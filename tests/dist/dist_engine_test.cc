@@ -69,7 +69,9 @@ Script Reference(std::shared_ptr<const Model> model) {
       p.push_back(static_cast<int32_t>((b * 7919 + t * 104729 + 13) % V));
     s.prompts.push_back(p);
   }
-  auto eng = Engine::Create(model, {.num_threads = 1});
+  // Weights as stored: the distributed engine does not repack them into panels (EngineOptions), so
+  // this is the engine whose bits 1 rank must reproduce exactly.
+  auto eng = Engine::Create(model, {.num_threads = 1, .repack_weights = false});
   EXPECT_TRUE(eng.ok());
   std::vector<int> seqs;
   std::vector<SeqTokens> batch;

@@ -35,10 +35,12 @@ TEST(KernelTargets, ListedBestFirst) {
 }
 
 // Runs one matmul case on `k` and on the reference and compares.
+// panels: the kernel runs w repacked by its to_panels (the reference runs the rows as stored).
 void CheckMatMul(const Kernels& k, DType t, int64_t m, int64_t n, int64_t kdim, bool with_bias,
-                 ThreadPool* pool, uint32_t seed) {
+                 ThreadPool* pool, uint32_t seed, bool panels = false) {
   SCOPED_TRACE(testing::Message() << k.name << " " << DTypeName(t) << " m=" << m << " n=" << n
-                                  << " k=" << kdim << " bias=" << with_bias);
+                                  << " k=" << kdim << " bias=" << with_bias
+                                  << (panels ? " panels" : ""));
   // Misaligned weights (by 4 bytes: f32 rows stay float-aligned) and activations (by one float).
   const test::TestMatrix w = MakeMatrix(t, n, kdim, seed, 4);
   std::vector<float> a_buf = RandomFloats(m * kdim + 1, seed + 1);
@@ -48,7 +50,12 @@ void CheckMatMul(const Kernels& k, DType t, int64_t m, int64_t n, int64_t kdim, 
   std::vector<float> c_ref(m * n), c_buf(m * n + 1, NAN);
   float* c = c_buf.data() + 1;
   ReferenceKernels().matmul(a, m, w.ref, b, c_ref.data(), nullptr);
-  k.matmul(a, m, w.ref, b, c, pool);
+  if (panels) {
+    const test::PanelMatrix p = test::MakePanels(k, w.ref, pool);
+    k.matmul(a, m, p.ref, b, c, pool);
+  } else {
+    k.matmul(a, m, w.ref, b, c, pool);
+  }
   const double tol = test::IsQuantized(t) ? 1e-6 : 1e-5;
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t j = 0; j < n; ++j) {
@@ -250,6 +257,76 @@ TEST(MatMulMulti, EqualsSeparateCalls) {
           for (int i = 0; i < 3; ++i)
             ASSERT_EQ(0, std::memcmp(sep[i].data(), fused[i].data(), sep[i].size() * 4)) << i;
         }
+      }
+    }
+  }
+}
+
+// Panel matrices (tables with to_panels: AVX2): against the reference over every tail of N (16
+// outputs per panel), odd K, the GEMV (m <= 4) and the packed GEMM (m >= 5), K chunks of 512.
+TEST(MatMulPanels, MatchReference) {
+  ThreadPool pool(2);
+  for (const Kernels* k : test::PanelTargets()) {
+    for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
+      for (int64_t kdim : {1, 7, 33, 100, 517, 1100}) {
+        for (int64_t n : {1, 15, 16, 17, 67}) {
+          for (int64_t m = 1; m <= 13; m += (m < 7 ? 1 : 6)) {
+            CheckMatMul(*k, t, m, n, kdim, (n + m) % 2 == 0, m % 2 ? &pool : nullptr,
+                        static_cast<uint32_t>(kdim * 31 + n * 7 + m), true);
+            if (HasFatalFailure()) return;
+          }
+        }
+      }
+    }
+    for (DType t : {DType::kQ8_0, DType::kQ4_0}) {
+      const test::TestMatrix w = MakeMatrix(t, 16, 64, 1);
+      EXPECT_EQ(k->panel_bytes(w.ref), 0) << DTypeName(t) << " runs as stored";
+    }
+  }
+}
+
+// Every row of a panel matrix gives decode's bits whatever the batch (GEMV and packed GEMM, more
+// rows than one row group (252), more panels than one slab, several K chunks with a partial last
+// one) and the thread count; matmul_multi of panel matrices equals separate calls.
+TEST(MatMulPanels, DeterministicAcrossBatchAndThreads) {
+  std::vector<std::unique_ptr<ThreadPool>> pools;
+  for (int t : {1, 2, 3}) pools.push_back(std::make_unique<ThreadPool>(t));
+  for (const Kernels* k : test::PanelTargets()) {
+    for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
+      constexpr int64_t kM = 261, kN = 263, kK = 1100;
+      SCOPED_TRACE(testing::Message() << k->name << " " << DTypeName(t));
+      const test::TestMatrix w = MakeMatrix(t, kN, kK, 41, 4);
+      const test::PanelMatrix p = test::MakePanels(*k, w.ref);
+      const std::vector<float> a = RandomFloats(kM * kK, 42, -3.0f, 3.0f);
+      const std::vector<float> bias = RandomFloats(kN, 43);
+      std::vector<float> alone(kM * kN);
+      for (int64_t i = 0; i < kM; ++i)
+        k->matmul(a.data() + i * kK, 1, p.ref, bias.data(), alone.data() + i * kN, nullptr);
+      for (auto& pool : pools) {
+        for (int64_t m : {int64_t{2}, int64_t{4}, int64_t{5}, int64_t{9}, kM}) {
+          std::vector<float> c(m * kN);
+          k->matmul(a.data(), m, p.ref, bias.data(), c.data(), pool.get());
+          ASSERT_EQ(0, std::memcmp(c.data(), alone.data(), c.size() * 4))
+              << "m=" << m << " threads " << pool->num_threads();
+        }
+      }
+      // matmul_multi: three panel matrices of one input (one fused dispatch) == separate calls.
+      const test::TestMatrix w2 = MakeMatrix(t, 40, kK, 44), w3 = MakeMatrix(t, 16, kK, 45);
+      const test::PanelMatrix p2 = test::MakePanels(*k, w2.ref), p3 = test::MakePanels(*k, w3.ref);
+      const MatRef mats[3] = {p.ref, p2.ref, p3.ref};
+      const float* biases[3] = {bias.data(), nullptr, bias.data()};
+      for (int64_t m : {1, 7}) {
+        std::vector<float> sep[3], fused[3];
+        float* outs[3];
+        for (int i = 0; i < 3; ++i) {
+          sep[i].resize(m * mats[i].rows);
+          fused[i].assign(m * mats[i].rows, NAN);
+          outs[i] = fused[i].data();
+          k->matmul(a.data(), m, mats[i], biases[i], sep[i].data(), pools[1].get());
+        }
+        k->matmul_multi(a.data(), m, 3, mats, biases, outs, pools[1].get());
+        for (int i = 0; i < 3; ++i)
+          ASSERT_EQ(0, std::memcmp(sep[i].data(), fused[i].data(), sep[i].size() * 4)) << i;
       }
     }
   }

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "si/base/thread_pool.h"
 #include "si/kernels/ops.h"
 
 namespace si::test {
@@ -45,6 +46,28 @@ inline TestMatrix MakeMatrix(DType t, int64_t rows, int64_t cols, uint32_t seed,
   for (int64_t r = 0; r < rows; ++r)
     DequantizeRow(t, m.ref.row(r), cols, m.dequant.data() + r * cols);
   return m;
+}
+
+// w repacked by k.to_panels (k must have it and want w: k.panel_bytes(w) > 0).
+struct PanelMatrix {
+  std::vector<uint8_t> storage;  // over-allocated by 64 for the alignment
+  MatRef ref;
+};
+inline PanelMatrix MakePanels(const Kernels& k, const MatRef& w, ThreadPool* pool = nullptr) {
+  PanelMatrix p;
+  const int64_t bytes = k.panel_bytes(w);
+  p.storage.assign(static_cast<size_t>(bytes) + 64, 0xCD);
+  uint8_t* dst = p.storage.data() + (64 - reinterpret_cast<uintptr_t>(p.storage.data()) % 64) % 64;
+  p.ref = k.to_panels(w, dst, pool);
+  return p;
+}
+
+// The tables that repack f32 / f16 / bf16 weights into panels.
+inline std::vector<const Kernels*> PanelTargets() {
+  std::vector<const Kernels*> out;
+  for (const Kernels* k : AllKernelTargets())
+    if (k->to_panels != nullptr) out.push_back(k);
+  return out;
 }
 
 inline bool IsQuantized(DType t) { return t == DType::kQ8_0 || t == DType::kQ4_0; }

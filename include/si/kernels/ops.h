@@ -44,9 +44,14 @@ struct MatRef {
   // per-row int8 numerics above. The bytes are valid Q8_0 either way, so code that ignores the flag
   // (the distributed engine's gathered shards) still computes the Q8_0 product of the same weights.
   bool int8_rows = false;
+  // F32/F16/BF16 only: the weights are in 16-output panels, made by Kernels::to_panels of the table
+  // that runs them: element (n, k) at ((n / 16) * cols + k) * 16 + n % 16, outputs past `rows`
+  // zero. row() is meaningless then; only that table's matmul / matmul_multi accept such a matrix.
+  bool panels16 = false;
   int64_t row_bytes() const { return DTypeRowBytes(type, cols); }
   const uint8_t* row(int64_t r) const { return static_cast<const uint8_t*>(data) + r * row_bytes(); }
 };
+inline constexpr int64_t kPanelOutputs = 16;
 
 struct AttentionArgs {
   const float* q = nullptr;   // [num_tokens, num_heads * head_dim]
@@ -74,7 +79,8 @@ struct Kernels {
   // them run as one parallel region: Q/K/V, gate/up.
   void (*matmul_multi)(const float* a, int64_t m, int count, const MatRef* w, const float* const* bias,
                        float* const* c, ThreadPool* pool);
-  // out[i, :] = dequantized row ids[i] of W. out: [n, w.cols]. Ids must be in range (checked by callers).
+  // out[i, :] = dequantized row ids[i] of W. out: [n, w.cols]. Ids must be in range (checked by
+  // callers). Not for panel matrices.
   void (*get_rows)(const MatRef& w, const int32_t* ids, int64_t n, float* out);
   // out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * gain. x, out: [rows, dim]; out may alias x.
   void (*rms_norm)(const float* x, const float* gain, int64_t rows, int64_t dim, float eps, float* out);
@@ -97,6 +103,13 @@ struct Kernels {
                int64_t rope_dims, const int32_t* pos, float base, bool neox);
   // Scaled dot-product attention of one sequence.
   void (*attention)(const AttentionArgs& args, ThreadPool* pool);
+
+  // Optional weight repacking (null on tables that run every matrix as stored). panel_bytes(w): the
+  // bytes to_panels needs for w, 0 when this table runs w as it is. to_panels(w, dst, pool): writes
+  // w in the panel layout (MatRef::panels16) to dst (64-byte aligned, panel_bytes(w) bytes) and
+  // returns the matrix over dst. The product differs from w's only in the f32 summation order.
+  int64_t (*panel_bytes)(const MatRef& w);
+  MatRef (*to_panels)(const MatRef& w, void* dst, ThreadPool* pool);
 };
 
 // The scalar oracle.
