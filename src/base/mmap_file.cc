@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -83,6 +84,21 @@ Status WriteFileAtomic(const std::string& path, const void* data, size_t size) {
     return IoError("cannot rename ", tmp, " to ", path, ": ", std::strerror(err));
   }
   return Status::Ok();
+}
+
+void ReleasePages(const void* p, size_t n) {
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+void* AllocateHuge(size_t bytes) {
+  constexpr size_t kHuge = size_t{2} << 20;
+  const size_t size = (bytes + kHuge - 1) / kHuge * kHuge;
+  void* p = std::aligned_alloc(kHuge, size);
+  if (p != nullptr) ::madvise(p, size, MADV_HUGEPAGE);
+  return p;
 }
 
 }  // namespace si

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "si/base/check.h"
+#include "si/base/mmap_file.h"
 #include "si/base/timer.h"
 
 namespace si {
@@ -67,14 +68,20 @@ void Engine::PrepareWeights(bool repack) {
   int64_t total = 0;
   for (const MatRef* w : all) total += rounded(k_->panel_bytes(*w));
   if (total == 0) return;
-  panel_storage_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, static_cast<size_t>(total))));
+  panel_storage_.reset(static_cast<uint8_t*>(AllocateHuge(static_cast<size_t>(total))));
   SI_CHECK(panel_storage_ != nullptr) << "out of memory for " << total << " bytes of panel weights";
   uint8_t* p = panel_storage_.get();
   for (MatRef* w : all) {
     const int64_t bytes = k_->panel_bytes(*w);
     if (bytes == 0) continue;
-    *w = k_->to_panels(*w, p, pool_.get());
+    const MatRef stored = *w;
+    *w = k_->to_panels(stored, p, pool_.get());
     p += rounded(bytes);
+    // The stored rows are not read again by this engine (the token embedding, which get_rows reads,
+    // is never repacked): give their pages back so that resident memory stays about one copy.
+    if (stored.data != model_->W(Role::kTokenEmbd).mat.data) {
+      ReleasePages(stored.data, static_cast<size_t>(stored.rows * stored.row_bytes()));
+    }
   }
 }
 
