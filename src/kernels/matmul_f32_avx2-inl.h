@@ -236,14 +236,8 @@ void Gemv(const float* a, size_t a_stride, int64_t m, const MatRef& w, const flo
 // adjacent. Once per call (every slab of every thread reads it), in parallel for large m.
 const float* PackA(const float* a, size_t a_stride, int64_t m, size_t k, ThreadPool* pool) {
   const int64_t blocks = (m + kMr - 1) / kMr;
-  thread_local hwy::AlignedFreeUniquePtr<float[]> buf;
-  thread_local size_t size = 0;
-  const size_t want = static_cast<size_t>(blocks) * kMr * k;
-  if (size < want) {
-    buf = hwy::AllocateAligned<float>(want);
-    size = want;
-  }
-  float* ap = buf.get();
+  thread_local AlignedScratch buf;
+  float* ap = buf.Get(static_cast<size_t>(blocks) * kMr * k);
   ForEachRow(blocks, pool, [&](int64_t ib) {
     float* dst = ap + ib * k * kMr;
     for (int r = 0; r < kMr; ++r) {
@@ -303,24 +297,16 @@ void PackedRange(const float* ap, int64_t m, const MatRef& w, const float* bias,
   if (slab_bytes == 0) slab_bytes = 256 * 1024;
   const int64_t max_tiles =
       std::clamp<int64_t>(static_cast<int64_t>(slab_bytes / (kc * 4 * kNr)), 1, kMaxSlabPanels);
-  thread_local hwy::AlignedFreeUniquePtr<float[]> wconv, accs;
-  thread_local size_t wconv_size = 0, accs_size = 0;
-  auto ensure = [](hwy::AlignedFreeUniquePtr<float[]>& p, size_t& size, size_t want) {
-    if (size < want) {
-      p = hwy::AllocateAligned<float>(want);
-      size = want;
-    }
-    return p.get();
-  };
+  thread_local AlignedScratch wconv, accs;
   float* wf = kW == WKind::kF32
                   ? nullptr
-                  : ensure(wconv, wconv_size, static_cast<size_t>(max_tiles) * kc * kNr);
+                  : wconv.Get(static_cast<size_t>(max_tiles) * kc * kNr);
   const int64_t group = std::min<int64_t>(m, kGroupRows);
   const int64_t group_blocks = (group + kMr - 1) / kMr;
   constexpr size_t kTileAcc = kMr * kNr;  // floats parked per (block, panel)
   // [group block][panel of the slab][6][2][8]: only touched when K has more than one chunk.
   float* acc_buf =
-      kc < k ? ensure(accs, accs_size, static_cast<size_t>(group_blocks * max_tiles) * kTileAcc)
+      kc < k ? accs.Get(static_cast<size_t>(group_blocks * max_tiles) * kTileAcc)
              : nullptr;
   const int64_t t_begin = n0 / kNr, t_end = (n1 + kNr - 1) / kNr;
   for (int64_t g0 = 0; g0 < m; g0 += group) {

@@ -54,6 +54,22 @@ T* Scratch(std::vector<T>& v, size_t n) {
   return v.data();
 }
 
+// Per-thread aligned f32 scratch (packed operands, parked accumulators): grows, never shrinks.
+class AlignedScratch {
+ public:
+  float* Get(size_t n) {
+    if (size_ < n) {
+      p_ = hwy::AllocateAligned<float>(n);
+      size_ = n;
+    }
+    return p_.get();
+  }
+
+ private:
+  hwy::AlignedFreeUniquePtr<float[]> p_;
+  size_t size_ = 0;
+};
+
 HWY_INLINE float HalfToFloat(uint16_t h) {
 #if HWY_TARGET <= HWY_AVX2
   return _cvtsh_ss(h);  // F16C: exact
@@ -393,21 +409,12 @@ void FloatRangePacked(const float* ap, int64_t m, const MatRef& w, const float* 
   if (slab_bytes == 0) slab_bytes = 256 * 1024;
   const int64_t slab = std::max<int64_t>(kC, static_cast<int64_t>(slab_bytes / (kc * 4)) / kC * kC);
   const int64_t max_tiles = slab / kC;
-  thread_local hwy::AlignedFreeUniquePtr<float[]> wpack, accs;
-  thread_local size_t wpack_size = 0, accs_size = 0;
-  auto ensure = [](hwy::AlignedFreeUniquePtr<float[]>& p, size_t& size, size_t want) {
-    if (size < want) {
-      p = hwy::AllocateAligned<float>(want);
-      size = want;
-    }
-    return p.get();
-  };
-  float* wp = ensure(wpack, wpack_size, static_cast<size_t>(slab) * kc);
+  thread_local AlignedScratch wpack, accs;
+  float* wp = wpack.Get(static_cast<size_t>(slab) * kc);
   const int64_t group = std::min<int64_t>(m, kGroupRows);
   const int64_t group_blocks = (group + kR - 1) / kR;
   // [group block][tile][kR][kC][lanes]: only touched when K has more than one chunk.
-  float* acc_buf = kc < kp ? ensure(accs, accs_size,
-                                    static_cast<size_t>(group_blocks * max_tiles) * kR * kC * lanes)
+  float* acc_buf = kc < kp ? accs.Get(static_cast<size_t>(group_blocks * max_tiles) * kR * kC * lanes)
                            : nullptr;
   for (int64_t g0 = 0; g0 < m; g0 += group) {
     const int64_t g1 = std::min(m, g0 + group);
@@ -557,14 +564,8 @@ const float* PackA(const float* a, size_t a_stride, int64_t m, size_t k, ThreadP
   const size_t lanes = hn::Lanes(df);
   const size_t kp = (k + lanes - 1) / lanes * lanes, nsteps = kp / lanes;
   const int64_t blocks = (m + kPackR - 1) / kPackR;
-  thread_local hwy::AlignedFreeUniquePtr<float[]> buf;
-  thread_local size_t size = 0;
-  const size_t want = static_cast<size_t>(blocks) * kPackR * kp;
-  if (size < want) {
-    buf = hwy::AllocateAligned<float>(want);
-    size = want;
-  }
-  float* ap = buf.get();
+  thread_local AlignedScratch buf;
+  float* ap = buf.Get(static_cast<size_t>(blocks) * kPackR * kp);
   ForEachRow(blocks, pool, [&](int64_t ib) {
     for (size_t v = 0; v < nsteps; ++v) {
       for (int r = 0; r < kPackR; ++r) {

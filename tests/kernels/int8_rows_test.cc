@@ -172,17 +172,7 @@ TEST(Int8Rows, FusedEqualsSeparateAndMixedGroupsStaySeparate) {
       for (int64_t m : {1, 6}) {
         SCOPED_TRACE(testing::Message() << k->name << " mixed=" << mixed << " m=" << m);
         const std::vector<float> a = RandomFloats(m * kK, 14 + m);
-        std::vector<float> sep[3], fused[3];
-        float* outs[3];
-        for (int i = 0; i < 3; ++i) {
-          sep[i].resize(m * mats[i].rows);
-          fused[i].assign(m * mats[i].rows, NAN);
-          outs[i] = fused[i].data();
-          k->matmul(a.data(), m, mats[i], biases[i], sep[i].data(), &pool);
-        }
-        k->matmul_multi(a.data(), m, 3, mats, biases, outs, &pool);
-        for (int i = 0; i < 3; ++i)
-          ASSERT_EQ(0, std::memcmp(sep[i].data(), fused[i].data(), sep[i].size() * 4)) << i;
+        EXPECT_EQ(test::MultiVsSeparate(*k, a.data(), m, 3, mats, biases, &pool), "");
       }
     }
   }

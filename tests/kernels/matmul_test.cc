@@ -245,17 +245,7 @@ TEST(MatMulMulti, EqualsSeparateCalls) {
         const std::vector<float> a = RandomFloats(m * kK, 31 + m);
         for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
           SCOPED_TRACE(testing::Message() << k->name << " " << DTypeName(types[0]) << " m=" << m);
-          std::vector<float> sep[3], fused[3];
-          float* outs[3];
-          for (int i = 0; i < 3; ++i) {
-            sep[i].resize(m * n[i]);
-            fused[i].assign(m * n[i], NAN);
-            outs[i] = fused[i].data();
-            k->matmul(a.data(), m, mats[i], biases[i], sep[i].data(), p);
-          }
-          k->matmul_multi(a.data(), m, 3, mats, biases, outs, p);
-          for (int i = 0; i < 3; ++i)
-            ASSERT_EQ(0, std::memcmp(sep[i].data(), fused[i].data(), sep[i].size() * 4)) << i;
+          EXPECT_EQ(test::MultiVsSeparate(*k, a.data(), m, 3, mats, biases, p), "");
         }
       }
     }
@@ -316,17 +306,8 @@ TEST(MatMulPanels, DeterministicAcrossBatchAndThreads) {
       const MatRef mats[3] = {p.ref, p2.ref, p3.ref};
       const float* biases[3] = {bias.data(), nullptr, bias.data()};
       for (int64_t m : {1, 7}) {
-        std::vector<float> sep[3], fused[3];
-        float* outs[3];
-        for (int i = 0; i < 3; ++i) {
-          sep[i].resize(m * mats[i].rows);
-          fused[i].assign(m * mats[i].rows, NAN);
-          outs[i] = fused[i].data();
-          k->matmul(a.data(), m, mats[i], biases[i], sep[i].data(), pools[1].get());
-        }
-        k->matmul_multi(a.data(), m, 3, mats, biases, outs, pools[1].get());
-        for (int i = 0; i < 3; ++i)
-          ASSERT_EQ(0, std::memcmp(sep[i].data(), fused[i].data(), sep[i].size() * 4)) << i;
+        EXPECT_EQ(test::MultiVsSeparate(*k, a.data(), m, 3, mats, biases, pools[1].get()), "")
+            << "m=" << m;
       }
     }
   }

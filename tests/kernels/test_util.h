@@ -70,6 +70,28 @@ inline std::vector<const Kernels*> PanelTargets() {
   return out;
 }
 
+// k.matmul_multi of `count` (<= 3) matrices of one input == k.matmul of each, bit for bit (an empty
+// string), or which matrix differs.
+inline std::string MultiVsSeparate(const Kernels& k, const float* a, int64_t m, int count,
+                                   const MatRef* mats, const float* const* biases,
+                                   ThreadPool* pool) {
+  std::vector<float> sep[3], fused[3];
+  float* outs[3];
+  for (int i = 0; i < count; ++i) {
+    sep[i].resize(m * mats[i].rows);
+    fused[i].assign(m * mats[i].rows, NAN);
+    outs[i] = fused[i].data();
+    k.matmul(a, m, mats[i], biases[i], sep[i].data(), pool);
+  }
+  k.matmul_multi(a, m, count, mats, biases, outs, pool);
+  for (int i = 0; i < count; ++i) {
+    if (std::memcmp(sep[i].data(), fused[i].data(), sep[i].size() * 4) != 0) {
+      return "matmul_multi differs from matmul for matrix " + std::to_string(i);
+    }
+  }
+  return "";
+}
+
 inline bool IsQuantized(DType t) { return t == DType::kQ8_0 || t == DType::kQ4_0; }
 
 inline std::string TargetName(const Kernels* k) { return k->name; }
