@@ -45,12 +45,13 @@ HWY_INLINE void Transpose8x8(__m256i* v) {
 #endif  // HWY_TARGET <= HWY_AVX2
 
 #if HWY_TARGET == HWY_AVX2
-constexpr int64_t kNr = kPanelOutputs;    // outputs per panel: 2 vectors of 8
-constexpr int kMr = 6;                    // A rows per packed block (broadcast operand)
-constexpr int64_t kMinPackedRows = 5;     // M below this runs the GEMV (one pass over W for M <= 4)
-constexpr int64_t kGroupRows = 42 * kMr;  // bounds the parked accumulators
-constexpr int kGemvRows = 4;              // A rows per GEMV pass
-constexpr int64_t kMaxSlabPanels = 64;    // 256 KiB of kc 64 (kc is >= 64 unless K is smaller)
+constexpr int64_t kNr = kPanelOutputs;  // outputs per panel: 2 vectors of 8
+constexpr int kMr = 6;                  // A rows per packed block (broadcast operand)
+constexpr int64_t kMinPackedRows = 5;   // M below this runs the GEMV (one pass over W for M <= 4)
+constexpr int64_t kGroupRows =
+    43 * kMr;                           // bounds the parked accumulators (258: M = 512 is 2 groups)
+constexpr int kGemvRows = 4;            // A rows per GEMV pass
+constexpr int64_t kMaxSlabPanels = 64;  // 256 KiB of kc 64 (kc is >= 64 unless K is smaller)
 
 template <WKind kW>
 constexpr size_t ElemBytes() {
@@ -298,16 +299,17 @@ void PackedRange(const float* ap, int64_t m, const MatRef& w, const float* bias,
   const int64_t max_tiles =
       std::clamp<int64_t>(static_cast<int64_t>(slab_bytes / (kc * 4 * kNr)), 1, kMaxSlabPanels);
   thread_local AlignedScratch wconv, accs;
-  float* wf = kW == WKind::kF32
-                  ? nullptr
-                  : wconv.Get(static_cast<size_t>(max_tiles) * kc * kNr);
-  const int64_t group = std::min<int64_t>(m, kGroupRows);
+  float* wf = kW == WKind::kF32 ? nullptr : wconv.Get(static_cast<size_t>(max_tiles) * kc * kNr);
+  // Groups of equal size (a multiple of 6): each group streams all of the chunk's weights once, so
+  // a short last group (M = 512 in groups of 252 would leave 8 rows) pays a full pass for few rows.
+  const int64_t groups = (m + kGroupRows - 1) / kGroupRows;
+  const int64_t group =
+      std::min<int64_t>(kGroupRows, ((m + groups - 1) / groups + kMr - 1) / kMr * kMr);
   const int64_t group_blocks = (group + kMr - 1) / kMr;
   constexpr size_t kTileAcc = kMr * kNr;  // floats parked per (block, panel)
   // [group block][panel of the slab][6][2][8]: only touched when K has more than one chunk.
   float* acc_buf =
-      kc < k ? accs.Get(static_cast<size_t>(group_blocks * max_tiles) * kTileAcc)
-             : nullptr;
+      kc < k ? accs.Get(static_cast<size_t>(group_blocks * max_tiles) * kTileAcc) : nullptr;
   const int64_t t_begin = n0 / kNr, t_end = (n1 + kNr - 1) / kNr;
   for (int64_t g0 = 0; g0 < m; g0 += group) {
     const int64_t g1 = std::min(m, g0 + group);
