@@ -13,7 +13,9 @@
 //      the same code with R = 1: each weight byte is read exactly once.
 //   Two packed GEMMs put the OUTPUTS in the vector lanes instead (weights transposed into an L2
 //   slab per call): per-channel int8 (matmul_int8-inl.h; SSE4 runs the reference) and Q8_0 on AVX2
-//   (matmul_q8_avx2-inl.h); their decode GEMVs do the same arithmetic per output.
+//   (matmul_q8_avx2-inl.h); their decode GEMVs do the same arithmetic per output. On AVX2, f32 /
+//   f16 / bf16 matrices the engine repacked into 16-output panels (Kernels::to_panels) run a 6 x 16
+//   broadcast GEMM and a panel GEMV (matmul_f32_avx2-inl.h), also outputs in the lanes.
 // Determinism: every output C[m, n] is one accumulator (a vector reduced by the same SumOfLanes,
 // or one lane) updated over K in the same order with the same ops, whatever R, C, the K or N
 // chunking or the thread: the result depends only on (A row m, W row n, bias[n]) and the target.
