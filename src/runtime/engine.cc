@@ -41,14 +41,14 @@ Result<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Model> mode
     return InvalidArgumentError("context length ", options.context_len, " exceeds the model's ", model_ctx);
   }
   e->context_len_ = options.context_len > 0 ? options.context_len : model_ctx;
-  e->PrepareWeights(options.repack_weights);
+  SI_RETURN_IF_ERROR(e->PrepareWeights(options.repack_weights));
   return e;
 }
 
 // Costs one copy of the f32 / f16 / bf16 matmul weights (the model's mapping stays as it is) and
 // one pass over them at start-up; repays it in every matmul (docs/kernels.md, "f32 on AVX2: outputs
 // in the lanes").
-void Engine::PrepareWeights(bool repack) {
+Status Engine::PrepareWeights(bool repack) {
   const int64_t layers = config().num_layers;
   mats_.assign(layers, {});
   std::vector<MatRef*> all;
@@ -63,13 +63,17 @@ void Engine::PrepareWeights(bool repack) {
   }
   output_ = model_->OutputMatrix().mat;
   if (!config().is_encoder() && model_->OutputMatrix().present()) all.push_back(&output_);
-  if (!repack || k_->panel_bytes == nullptr) return;
+  if (!repack || k_->panel_bytes == nullptr) return Status::Ok();
   auto rounded = [](int64_t bytes) { return (bytes + 63) / 64 * 64; };
   int64_t total = 0;
   for (const MatRef* w : all) total += rounded(k_->panel_bytes(*w));
-  if (total == 0) return;
+  if (total == 0) return Status::Ok();
   panel_storage_.reset(static_cast<uint8_t*>(AllocateHuge(static_cast<size_t>(total))));
-  SI_CHECK(panel_storage_ != nullptr) << "out of memory for " << total << " bytes of panel weights";
+  if (panel_storage_ == nullptr) {
+    return ResourceExhaustedError("out of memory for ", total,
+                                  " bytes of repacked weights (EngineOptions::repack_weights = "
+                                  "false runs them as stored)");
+  }
   uint8_t* p = panel_storage_.get();
   for (MatRef* w : all) {
     const int64_t bytes = k_->panel_bytes(*w);
@@ -79,10 +83,12 @@ void Engine::PrepareWeights(bool repack) {
     p += rounded(bytes);
     // The stored rows are not read again by this engine (the token embedding, which get_rows reads,
     // is never repacked): give their pages back so that resident memory stays about one copy.
-    if (stored.data != model_->W(Role::kTokenEmbd).mat.data) {
+    // Only for a file mapping: on an in-memory image MADV_DONTNEED would zero the caller's bytes.
+    if (model_->gguf().is_mapped() && stored.data != model_->W(Role::kTokenEmbd).mat.data) {
       ReleasePages(stored.data, static_cast<size_t>(stored.rows * stored.row_bytes()));
     }
   }
+  return Status::Ok();
 }
 
 int Engine::NewSequence() {

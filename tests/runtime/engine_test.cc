@@ -1,11 +1,16 @@
 // Engine behaviour on synthetic models: determinism across batch composition and thread counts, prefill vs
 // decode agreement, multi-sequence batches, and errors for bad input.
+#include "si/runtime/engine.h"
+
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "../model/test_models.h"
-#include "si/runtime/engine.h"
+#include "si/base/mmap_file.h"
+#include "si/model/gguf.h"
 #include "si/runtime/sampler.h"
 
 namespace si {
@@ -109,6 +114,52 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{Arch::kGpt2, DType::kF32, "layers=2,dim=64,heads=2,ff=128,vocab=320,ctx=64"},
                       Case{Arch::kFalcon, DType::kQ8_0, "layers=2,dim=64,heads=4,kv_heads=1,ff=128,vocab=320,ctx=64"}),
     CaseName);
+
+// Repacked weights (the table's panels, where it has them) against the weights as stored: the same
+// model within f32 rounding, for a file-mapped model and for an in-memory image, whose bytes the
+// engine must leave untouched (it gives the pages of repacked file-mapped rows back to the OS,
+// which on anonymous memory would zero them). Two engines on one model, in either order.
+TEST(EngineRepack, PanelsMatchStoredWeightsAndLeaveTheModelIntact) {
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
+    SCOPED_TRACE(DTypeName(t));
+    const std::string path = testing::TinyModelPath(
+        Arch::kLlama, t, "layers=2,dim=64,heads=4,kv_heads=2,ff=96,vocab=320,ctx=64");
+    auto bytes = ReadFileToString(path);
+    ASSERT_TRUE(bytes.ok());
+    const std::vector<uint8_t> image(bytes->begin(), bytes->end());
+    const std::vector<uint8_t> pristine = image;
+    auto parsed = GgufFile::Parse(image.data(), image.size(), "mem.gguf");
+    ASSERT_TRUE(parsed.ok()) << parsed.status().message();
+    auto mem_model = Model::FromGguf(std::move(*parsed));
+    ASSERT_TRUE(mem_model.ok()) << mem_model.status().message();
+    auto file_model = Model::Load(path);
+    ASSERT_TRUE(file_model.ok());
+    const std::shared_ptr<const Model> models[2] = {std::move(*file_model), std::move(*mem_model)};
+    const std::vector<int32_t> ids = {1, 7, 42, 99, 3, 250, 17};
+    for (const auto& model : models) {
+      auto packed = Engine::Create(model, {.num_threads = 2});
+      ASSERT_TRUE(packed.ok());
+      const std::vector<float> a = Prefill(**packed, ids);
+      auto stored = Engine::Create(model, {.num_threads = 2, .repack_weights = false});
+      ASSERT_TRUE(stored.ok());
+      const std::vector<float> b = Prefill(**stored, ids);
+      const std::vector<float> a2 = Prefill(**packed, ids);  // after the second engine
+      ASSERT_EQ(a.size(), b.size());
+      double max_diff = 0, max_ref = 0;
+      for (size_t i = 0; i < a.size(); ++i) {
+        max_diff = std::max(max_diff, static_cast<double>(std::fabs(a[i] - b[i])));
+        max_ref = std::max(max_ref, static_cast<double>(std::fabs(b[i])));
+      }
+      // f16 / bf16: the activations are rounded to the weight type before every matmul, so a
+      // last-bit difference of the f32 sums can flip one rounding (an f16 ulp is 1e-3 relative,
+      // bf16 8e-3).
+      const double tol = t == DType::kF32 ? 1e-4 : 1e-2;
+      EXPECT_LE(max_diff, tol * max_ref) << "repacked vs stored";
+      EXPECT_EQ(0, std::memcmp(a.data(), a2.data(), a.size() * sizeof(float)));
+    }
+    EXPECT_EQ(image, pristine) << "the engine changed an in-memory model's bytes";
+  }
+}
 
 class EngineErrors : public ::testing::Test {
  protected:

@@ -88,6 +88,9 @@ class GgufFile {
   uint64_t alignment() const { return alignment_; }
   const std::string& path() const { return path_; }
   size_t file_size() const { return size_; }
+  // True when the bytes are a read-only mapping of the file (Open), false for an in-memory image
+  // (Parse): only mapped pages may be dropped (ReleasePages) and read back from the file.
+  bool is_mapped() const { return file_ != nullptr; }
 
   const std::map<std::string, GgufValue>& metadata() const { return kv_; }
   // Keys in file order (for printing).

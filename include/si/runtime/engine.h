@@ -87,8 +87,8 @@ class Engine {
   void ResizeActivations(int64_t num_tokens);
   void Embed(const int32_t* ids, const int32_t* pos, int64_t n);
   // Binds every matmul weight, repacked into the kernel table's panel layout when it has one and
-  // `repack`.
-  void PrepareWeights(bool repack);
+  // `repack`. Errors: out of memory for the copy.
+  Status PrepareWeights(bool repack);
   const MatRef& Mat(Role role, int64_t layer) const { return mats_[layer][static_cast<int>(role)]; }
 
   std::shared_ptr<const Model> model_;
