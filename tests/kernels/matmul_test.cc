@@ -276,7 +276,7 @@ TEST(MatMulPanels, MatchReference) {
 }
 
 // Every row of a panel matrix gives decode's bits whatever the batch (GEMV and packed GEMM, more
-// rows than one row group (252), more panels than one slab, several K chunks with a partial last
+// rows than one row group (258), more panels than one slab, several K chunks with a partial last
 // one) and the thread count; matmul_multi of panel matrices equals separate calls.
 TEST(MatMulPanels, DeterministicAcrossBatchAndThreads) {
   std::vector<std::unique_ptr<ThreadPool>> pools;
