@@ -21,29 +21,6 @@
 
 namespace f32avx2 {
 
-#if HWY_TARGET <= HWY_AVX2
-// 8 x 8 transpose of 32-bit words in registers: v[l] = row l -> v[j] = column j (the int8 packers'
-// too: AVX2 and AVX3 tables).
-HWY_INLINE void Transpose8x8(__m256i* v) {
-  const __m256i t0 = _mm256_unpacklo_epi32(v[0], v[1]), t1 = _mm256_unpackhi_epi32(v[0], v[1]);
-  const __m256i t2 = _mm256_unpacklo_epi32(v[2], v[3]), t3 = _mm256_unpackhi_epi32(v[2], v[3]);
-  const __m256i t4 = _mm256_unpacklo_epi32(v[4], v[5]), t5 = _mm256_unpackhi_epi32(v[4], v[5]);
-  const __m256i t6 = _mm256_unpacklo_epi32(v[6], v[7]), t7 = _mm256_unpackhi_epi32(v[6], v[7]);
-  const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
-  const __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
-  const __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
-  const __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
-  v[0] = _mm256_permute2x128_si256(u0, u4, 0x20);
-  v[1] = _mm256_permute2x128_si256(u1, u5, 0x20);
-  v[2] = _mm256_permute2x128_si256(u2, u6, 0x20);
-  v[3] = _mm256_permute2x128_si256(u3, u7, 0x20);
-  v[4] = _mm256_permute2x128_si256(u0, u4, 0x31);
-  v[5] = _mm256_permute2x128_si256(u1, u5, 0x31);
-  v[6] = _mm256_permute2x128_si256(u2, u6, 0x31);
-  v[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
-}
-#endif  // HWY_TARGET <= HWY_AVX2
-
 #if HWY_TARGET == HWY_AVX2
 constexpr int64_t kNr = kPanelOutputs;  // outputs per panel: 2 vectors of 8
 constexpr int kMr = 6;                  // A rows per packed block (broadcast operand)
@@ -60,21 +37,14 @@ constexpr size_t ElemBytes() {
 
 // ---- Repacking (once per matrix, at start-up).
 int64_t PanelBytes(const MatRef& w) {
-  if (w.panels16 || w.rows <= 0 || w.cols <= 0) return 0;
-  size_t elem;
-  switch (w.type) {
-    case DType::kF32:
-      elem = 4;
-      break;
-    case DType::kF16:
-    case DType::kBF16:
-      elem = 2;
-      break;
-    default:
-      return 0;
-  }
-  const int64_t tiles = (w.rows + kNr - 1) / kNr;
-  return tiles * kNr * w.cols * static_cast<int64_t>(elem);
+  const bool float_type = w.type == DType::kF32 || w.type == DType::kF16 || w.type == DType::kBF16;
+  if (!float_type || w.panels16 || w.rows <= 0 || w.cols <= 0) return 0;
+  return (w.rows + kNr - 1) / kNr * kNr * w.row_bytes();  // a panel holds 16 rows' bytes
+}
+
+// Panel t of a panel matrix (16 rows' bytes each).
+HWY_INLINE const uint8_t* Panel(const MatRef& w, int64_t t) {
+  return static_cast<const uint8_t*>(w.data) + static_cast<size_t>(t * kNr * w.row_bytes());
 }
 
 // Tile t of w (rows t * 16 .. + 15, zero past w.rows) -> dst [cols][16] elements of w's type, in
@@ -107,26 +77,18 @@ void PanelTile(const MatRef& w, int64_t t, T* dst) {
 
 MatRef ToPanels(const MatRef& w, void* dst, ThreadPool* pool) {
   SI_CHECK(PanelBytes(w) > 0) << "to_panels: not a row-major f32/f16/bf16 matrix";
-  const int64_t tiles = (w.rows + kNr - 1) / kNr;
-  const size_t elem = w.type == DType::kF32 ? 4 : 2;
-  uint8_t* out = static_cast<uint8_t*>(dst);
-  ForEachRow(tiles, pool, [&](int64_t t) {
-    void* d = out + static_cast<size_t>(t) * kNr * w.cols * elem;
-    if (elem == 4) {
+  MatRef p = w;
+  p.data = dst;
+  p.panels16 = true;
+  ForEachRow((w.rows + kNr - 1) / kNr, pool, [&](int64_t t) {
+    void* d = const_cast<uint8_t*>(Panel(p, t));
+    if (w.type == DType::kF32) {
       PanelTile(w, t, static_cast<uint32_t*>(d));
     } else {
       PanelTile(w, t, static_cast<uint16_t*>(d));
     }
   });
-  MatRef p = w;
-  p.data = dst;
-  p.panels16 = true;
   return p;
-}
-
-// Panel t of w, as its type.
-HWY_INLINE const uint8_t* Panel(const MatRef& w, int64_t t, size_t elem) {
-  return static_cast<const uint8_t*>(w.data) + static_cast<size_t>(t) * kNr * w.cols * elem;
 }
 
 // Outputs 8 j .. 8 j + 7 at column kk of a panel, as f32.
@@ -177,7 +139,7 @@ HWY_INLINE void GemvPanels(const float* a, size_t a_stride, const MatRef& w, con
   constexpr size_t kElem = ElemBytes<kW>();
   const size_t k = static_cast<size_t>(w.cols);
   const uint8_t* p[T];
-  for (int t = 0; t < T; ++t) p[t] = Panel(w, t0 + t, kElem);
+  for (int t = 0; t < T; ++t) p[t] = Panel(w, t0 + t);
   VF acc[T][R][2];
   for (int t = 0; t < T; ++t)
     for (int r = 0; r < R; ++r) acc[t][r][0] = acc[t][r][1] = hn::Zero(df);
@@ -321,7 +283,7 @@ void PackedRange(const float* ap, int64_t m, const MatRef& w, const float* bias,
         const bool first = k0 == 0, last = k1 >= k;
         const float* wp[kMaxSlabPanels];
         for (int64_t t = 0; t < tiles; ++t) {
-          const uint8_t* panel = Panel(w, s0 + t, kElem) + k0 * kNr * kElem;
+          const uint8_t* panel = Panel(w, s0 + t) + k0 * kNr * kElem;
           if constexpr (kW == WKind::kF32) {
             wp[t] = reinterpret_cast<const float*>(panel);
           } else {

@@ -91,10 +91,22 @@ HWY_INLINE int64_t SlabRows(size_t k, int64_t tile_n) {
 // The 32-byte quants of one block of 8 weight rows (v[l]: row l) -> o[i] = 4-byte word i of rows
 // 0..7 (an 8 x 8 transpose of 32-bit words), the packed layout [k / 4][8 rows][4 bytes].
 HWY_INLINE void TransposeWords8x8(const __m256i* v, __m256i* o) {
-  __m256i t[8];
-  for (int l = 0; l < 8; ++l) t[l] = v[l];
-  f32avx2::Transpose8x8(t);
-  for (int j = 0; j < 8; ++j) _mm256_storeu_si256(o + j, t[j]);
+  const __m256i t0 = _mm256_unpacklo_epi32(v[0], v[1]), t1 = _mm256_unpackhi_epi32(v[0], v[1]);
+  const __m256i t2 = _mm256_unpacklo_epi32(v[2], v[3]), t3 = _mm256_unpackhi_epi32(v[2], v[3]);
+  const __m256i t4 = _mm256_unpacklo_epi32(v[4], v[5]), t5 = _mm256_unpackhi_epi32(v[4], v[5]);
+  const __m256i t6 = _mm256_unpacklo_epi32(v[6], v[7]), t7 = _mm256_unpackhi_epi32(v[6], v[7]);
+  const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+  const __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+  const __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
+  const __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+  _mm256_storeu_si256(o + 0, _mm256_permute2x128_si256(u0, u4, 0x20));
+  _mm256_storeu_si256(o + 1, _mm256_permute2x128_si256(u1, u5, 0x20));
+  _mm256_storeu_si256(o + 2, _mm256_permute2x128_si256(u2, u6, 0x20));
+  _mm256_storeu_si256(o + 3, _mm256_permute2x128_si256(u3, u7, 0x20));
+  _mm256_storeu_si256(o + 4, _mm256_permute2x128_si256(u0, u4, 0x31));
+  _mm256_storeu_si256(o + 5, _mm256_permute2x128_si256(u1, u5, 0x31));
+  _mm256_storeu_si256(o + 6, _mm256_permute2x128_si256(u2, u6, 0x31));
+  _mm256_storeu_si256(o + 7, _mm256_permute2x128_si256(u3, u7, 0x31));
 }
 
 // Rows [r0, r0 + nr) of w packed as groups of 8 rows: group g at packed + g * 8 * k, laid out
