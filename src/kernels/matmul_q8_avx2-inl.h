@@ -228,11 +228,15 @@ void DecodeRange(const Acts& a, const MatRef& w, const float* bias, float* c, in
   }
 }
 
+void PanelRange(const Acts& a, int64_t m, const MatRef& w, const float* bias, float* c, int64_t n0,
+                int64_t n1);
+
 // Rows [0, m) x outputs [n0, n1) of one Q8_0 matmul. m <= 4 streams the weights (DecodeRange);
 // m > 4 packs a slab of weight rows per call (read once from memory, then from L2 by every block
 // of 4 activation rows).
 void Range(const Acts& a, int64_t m, const MatRef& w, const float* bias, float* c, int64_t n0,
            int64_t n1) {
+  if (w.panels16) return PanelRange(a, m, w, bias, c, n0, n1);
   const size_t k = static_cast<size_t>(w.cols);
   const size_t nblocks = k / kQK8_0;
   const size_t n = static_cast<size_t>(w.rows);
@@ -265,6 +269,184 @@ void Range(const Acts& a, int64_t m, const MatRef& w, const float* bias, float* 
         const int cnt = static_cast<int>(std::min(kTileN, nr - j));
         TileRows<kR, kC>(rows, a, i, k, packed + j * k, scales + j * nblocks,
                          bias ? bias + s0 + j : nullptr, cnt, c + i * n + s0 + j, n);
+      }
+    }
+  }
+}
+// ---- Panels (Kernels::to_panels, MatRef::panels16 on a Q8_0 matrix). The engine repacks the
+// weights once at start-up into the layout the tiles read, so that no call packs (PackSlab above
+// transposes every weight byte on every call with M > 4: batched decode paid it per step).
+// 16 outputs per panel, panel t's blocks in order, block b at (t * nblocks + b) * 544 bytes:
+//   16 fp16 scales (rows t * 16 + 0..15), then 8 steps of 4 k, each [rows 0..7][4 bytes] and
+//   [rows 8..15][4 bytes].
+// 34 bytes per row and block, as stored, and one sequential stream per panel (decode reads each
+// byte once). The arithmetic per output is the row-major paths' (the same bits).
+constexpr int64_t kPanelRows = 16;
+constexpr size_t kPanelBlock = kPanelRows * sizeof(BlockQ8_0);  // 544 bytes
+constexpr size_t kPanelScales = kPanelRows * sizeof(uint16_t);  // the quants start after 32 bytes
+
+int64_t PanelBytes(const MatRef& w) {
+  if (w.type != DType::kQ8_0 || w.int8_rows || w.panels16 || w.rows <= 0 || w.cols <= 0) return 0;
+  return (w.rows + kPanelRows - 1) / kPanelRows * kPanelRows * w.row_bytes();
+}
+
+MatRef ToPanels(const MatRef& w, void* dst, ThreadPool* pool) {
+  SI_CHECK(PanelBytes(w) > 0) << "to_panels: not a row-major Q8_0 matrix";
+  const size_t nblocks = static_cast<size_t>(w.cols) / kQK8_0;
+  MatRef p = w;
+  p.data = dst;
+  p.panels16 = true;
+  ForEachRow((w.rows + kPanelRows - 1) / kPanelRows, pool, [&](int64_t t) {
+    uint8_t* out = static_cast<uint8_t*>(dst) + t * kPanelRows * w.row_bytes();
+    for (size_t b = 0; b < nblocks; ++b, out += kPanelBlock) {
+      __m256i v[kPanelRows];
+      uint16_t scales[kPanelRows];
+      for (int l = 0; l < kPanelRows; ++l) {
+        const int64_t row = t * kPanelRows + l;
+        if (row >= w.rows) {
+          v[l] = _mm256_setzero_si256();
+          scales[l] = 0;
+          continue;
+        }
+        const uint8_t* blk = w.row(row) + b * sizeof(BlockQ8_0);
+        v[l] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+        std::memcpy(&scales[l], blk, 2);
+      }
+      std::memcpy(out, scales, kPanelScales);
+      __m256i lo[8], hi[8];  // step q: [8 rows][4 bytes]
+      i8rows::TransposeWords8x8(v, lo);
+      i8rows::TransposeWords8x8(v + 8, hi);
+      for (int q = 0; q < 8; ++q) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + kPanelScales + q * 64), lo[q]);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + kPanelScales + q * 64 + 32), hi[q]);
+      }
+    }
+  });
+  return p;
+}
+
+// R activation rows (from row i0) x S panels of w, panel s holding outputs [o[s], o[s] + 16) (past
+// w.rows: none). Decode runs S = 4 panels far apart: four streams through memory, as the row-major
+// decode tile's four rows, and no software prefetch (1.1B Q8_0 tg16, 4 alternating rounds, 1 / 2
+// threads: one stream with every line prefetched 4 blocks ahead 14-16 / 21-25 t/s, four streams
+// prefetched so 14-19 / 22-25, four streams without 17-20 / 24-27, stored rows 15-19 / 23-28).
+// The int32 sums live one block (8 steps of 4 k), then
+// one convert + multiply + FMA per 8 outputs folds them into the f32 accumulators. GCC spills 2-3
+// of the 8 sums of the 4-row tile in the k loop; keeping the f32 accumulators in memory instead
+// (an asm barrier) did not spill less and was not faster (kernel_bench prefill/q8_0, 3 rounds).
+template <int R, int S>
+HWY_INLINE void PanelTile(const Acts& a, int64_t i0, const MatRef& w, const int64_t* o,
+                          const float* bias, float* HWY_RESTRICT c) {
+  const size_t k = static_cast<size_t>(w.cols);
+  const size_t nblocks = k / kQK8_0;
+  const int64_t n = w.rows;
+  const __m256i ones = _mm256_set1_epi16(1);
+  const uint8_t* panel[S];
+  for (int s = 0; s < S; ++s) {
+    panel[s] =
+        static_cast<const uint8_t*>(w.data) + (o[s] / kPanelRows) * kPanelRows * w.row_bytes();
+  }
+  __m256 facc[S][R][2];
+  for (int s = 0; s < S; ++s)
+    for (int r = 0; r < R; ++r) facc[s][r][0] = facc[s][r][1] = _mm256_setzero_ps();
+  const int8_t* aq = a.q + i0 * k;
+  const float* ad = a.d + i0 * nblocks;
+  for (size_t blk = 0; blk < nblocks; ++blk) {
+    for (int s = 0; s < S; ++s) {
+      const uint8_t* pb = panel[s] + blk * kPanelBlock;
+      __m256i acc[R][2];
+      for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+      for (int q = 0; q < 8; ++q) {
+        const uint8_t* step = pb + kPanelScales + q * 64;
+        const __m256i w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(step));
+        const __m256i w1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(step + 32));
+        const __m256i a0 = _mm256_abs_epi8(w0), a1 = _mm256_abs_epi8(w1);
+        for (int r = 0; r < R; ++r) {
+          int32_t a4;
+          std::memcpy(&a4, aq + r * k + blk * kQK8_0 + q * 4, 4);
+          const __m256i av = _mm256_set1_epi32(a4);
+          acc[r][0] = _mm256_add_epi32(
+              acc[r][0],
+              _mm256_madd_epi16(_mm256_maddubs_epi16(a0, _mm256_sign_epi8(av, w0)), ones));
+          acc[r][1] = _mm256_add_epi32(
+              acc[r][1],
+              _mm256_madd_epi16(_mm256_maddubs_epi16(a1, _mm256_sign_epi8(av, w1)), ones));
+        }
+      }
+      const __m256 dw[2] = {
+          _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(pb))),
+          _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(pb + 16)))};
+      for (int r = 0; r < R; ++r) {
+        const __m256 da = _mm256_set1_ps(ad[r * nblocks + blk]);
+        for (int j = 0; j < 2; ++j) {
+          const __m256 sc = _mm256_mul_ps(dw[j], da);
+          facc[s][r][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r][j]), sc, facc[s][r][j]);
+        }
+      }
+    }
+  }
+  for (int s = 0; s < S; ++s) {
+    for (int j = 0; j < 2; ++j) {
+      const int64_t out = o[s] + j * kGroup;
+      const int cnt = static_cast<int>(std::min<int64_t>(kGroup, n - out));
+      if (cnt <= 0) break;
+      HWY_ALIGN float bb[8] = {};
+      if (bias) std::memcpy(bb, bias + out, cnt * sizeof(float));
+      for (int r = 0; r < R; ++r) {
+        const __m256 f = facc[s][r][j];
+        const __m256 y = bias ? _mm256_add_ps(f, _mm256_load_ps(bb)) : f;
+        i8rows::StoreN(y, c + (i0 + r) * n + out, cnt);
+      }
+    }
+  }
+}
+
+template <int S>
+HWY_INLINE void PanelTileRows(int rows, const Acts& a, int64_t i0, const MatRef& w,
+                              const int64_t* o, const float* bias, float* c) {
+  switch (rows) {
+    case 1:
+      return PanelTile<1, S>(a, i0, w, o, bias, c);
+    case 2:
+      return PanelTile<2, S>(a, i0, w, o, bias, c);
+    case 3:
+      return PanelTile<3, S>(a, i0, w, o, bias, c);
+    default:
+      return PanelTile<4, S>(a, i0, w, o, bias, c);
+  }
+}
+
+// Rows [0, m) x outputs [n0, n1) of a panel matrix (n0 a multiple of 16). m <= 4 (decode): every
+// panel once for all rows, 4 streams. Larger m: slabs of panels (half of L2) read from memory
+// once, then from L2 by every block of 4 activation rows.
+void PanelRange(const Acts& a, int64_t m, const MatRef& w, const float* bias, float* c, int64_t n0,
+                int64_t n1) {
+  SI_CHECK(n0 % kPanelRows == 0) << n0;
+  const int64_t panels = (n1 - n0 + kPanelRows - 1) / kPanelRows;
+  if (m <= kR) {
+    const int rows = static_cast<int>(m);
+    constexpr int kS = 4;
+    const int64_t tiles = panels / kS;  // stream s: panels [s * tiles, (s + 1) * tiles)
+    for (int64_t t = 0; t < tiles; ++t) {
+      int64_t o[kS];
+      for (int s = 0; s < kS; ++s) o[s] = n0 + (t + s * tiles) * kPanelRows;
+      PanelTileRows<kS>(rows, a, 0, w, o, bias, c);
+    }
+    for (int64_t p = kS * tiles; p < panels; ++p) {
+      const int64_t o = n0 + p * kPanelRows;
+      PanelTileRows<1>(rows, a, 0, w, &o, bias, c);
+    }
+    return;
+  }
+  const int64_t slab =
+      std::max<int64_t>(1, static_cast<int64_t>(i8rows::kSlabBytes) / (kPanelRows * w.row_bytes()));
+  for (int64_t s0 = 0; s0 < panels; s0 += slab) {
+    const int64_t s1 = std::min(panels, s0 + slab);
+    for (int64_t i = 0; i < m; i += kR) {
+      const int rows = static_cast<int>(std::min<int64_t>(kR, m - i));
+      for (int64_t p = s0; p < s1; ++p) {
+        const int64_t o = n0 + p * kPanelRows;
+        PanelTileRows<1>(rows, a, i, w, &o, bias, c);
       }
     }
   }

@@ -854,9 +854,11 @@ void MatMulMultiVnni(const float* a, int64_t m, int count, const MatRef* w,
 }
 
 #if HWY_TARGET == HWY_AVX2
-int64_t PanelBytes(const MatRef& w) { return f32avx2::PanelBytes(w); }
+int64_t PanelBytes(const MatRef& w) {
+  return w.type == DType::kQ8_0 ? q8avx2::PanelBytes(w) : f32avx2::PanelBytes(w);
+}
 MatRef ToPanels(const MatRef& w, void* dst, ThreadPool* pool) {
-  return f32avx2::ToPanels(w, dst, pool);
+  return w.type == DType::kQ8_0 ? q8avx2::ToPanels(w, dst, pool) : f32avx2::ToPanels(w, dst, pool);
 }
 #endif
 

@@ -268,9 +268,52 @@ TEST(MatMulPanels, MatchReference) {
         }
       }
     }
-    for (DType t : {DType::kQ8_0, DType::kQ4_0}) {
-      const test::TestMatrix w = MakeMatrix(t, 16, 64, 1);
-      EXPECT_EQ(k->panel_bytes(w.ref), 0) << DTypeName(t) << " runs as stored";
+    for (int64_t kdim : {32, 96, 1120}) {
+      for (int64_t n : {1, 15, 16, 17, 67}) {
+        for (int64_t m = 1; m <= 13; m += (m < 7 ? 1 : 6)) {
+          CheckMatMul(*k, DType::kQ8_0, m, n, kdim, (n + m) % 2 == 0, m % 2 ? &pool : nullptr,
+                      static_cast<uint32_t>(kdim * 31 + n * 7 + m), true);
+          if (HasFatalFailure()) return;
+        }
+      }
+    }
+    const test::TestMatrix q4 = MakeMatrix(DType::kQ4_0, 16, 64, 1);
+    EXPECT_EQ(k->panel_bytes(q4.ref), 0) << "Q4_0 runs as stored";
+    test::TestMatrix rows = MakeMatrix(DType::kQ8_0, 16, 64, 1);
+    rows.ref.int8_rows = true;
+    EXPECT_EQ(k->panel_bytes(rows.ref), 0) << "per-channel int8 runs as stored";
+  }
+}
+
+// Q8_0 panels change the layout, not the arithmetic: the same bits as the stored rows on the same
+// table, for decode (M <= 4), batched decode and prefill (M > 4, several slabs), any thread count,
+// an N tail, and matmul_multi.
+TEST(MatMulPanels, Q8_0SameBitsAsStoredRows) {
+  std::vector<std::unique_ptr<ThreadPool>> pools;
+  for (int t : {1, 2, 3}) pools.push_back(std::make_unique<ThreadPool>(t));
+  constexpr int64_t kN = 263, kK = 2048;  // 263 * 16 * 68 bytes: more panels than one slab
+  for (const Kernels* k : test::PanelTargets()) {
+    SCOPED_TRACE(k->name);
+    const test::TestMatrix w = MakeMatrix(DType::kQ8_0, kN, kK, 51, 2);
+    const test::PanelMatrix p = test::MakePanels(*k, w.ref, pools[1].get());
+    const std::vector<float> a = RandomFloats(37 * kK, 52, -3.0f, 3.0f);
+    const std::vector<float> bias = RandomFloats(kN, 53);
+    for (auto& pool : pools) {
+      for (int64_t m : {1, 2, 3, 4, 5, 16, 37}) {
+        std::vector<float> stored(m * kN), panels(m * kN, NAN);
+        k->matmul(a.data(), m, w.ref, m % 2 ? bias.data() : nullptr, stored.data(), pool.get());
+        k->matmul(a.data(), m, p.ref, m % 2 ? bias.data() : nullptr, panels.data(), pool.get());
+        ASSERT_EQ(0, std::memcmp(stored.data(), panels.data(), stored.size() * 4))
+            << "m=" << m << " threads " << pool->num_threads();
+      }
+    }
+    const test::TestMatrix w2 = MakeMatrix(DType::kQ8_0, 40, kK, 54);
+    const test::PanelMatrix p2 = test::MakePanels(*k, w2.ref);
+    const MatRef mats[2] = {p.ref, p2.ref};
+    const float* biases[2] = {bias.data(), nullptr};
+    for (int64_t m : {1, 7}) {
+      EXPECT_EQ(test::MultiVsSeparate(*k, a.data(), m, 2, mats, biases, pools[1].get()), "")
+          << "m=" << m;
     }
   }
 }
