@@ -1,132 +1,34 @@
-// Q8_0 weights x Q8_0 activations on AVX2: a packed GEMM with the outputs in the vector lanes for
-// M > 4 (prefill, batched decode), and for M <= 4 a tile that streams each weight row once for all
-// M rows (decode), with the same arithmetic. A textual fragment included by
-// simd_matmul.cc after matmul_int8-inl.h (it uses i8rows::TransposeWords8x8); AVX2 table only (the
-// AVX3 tables keep matmul_quant-inl.h's tiles).
+// Q8_0 weights x Q8_0 activations on AVX2. The weights are in 16-output panels (the engine repacks
+// them once, Kernels::to_panels; a row-major matrix with M > 4 is packed a slab at a time per call)
+// and one tile reads them with the outputs in the vector lanes for every M; a row-major matrix with
+// M <= 4 (decode of an unrepacked model) streams its rows through a tile of its own with the same
+// arithmetic. A textual fragment included by simd_matmul.cc after matmul_int8-inl.h (it uses
+// i8rows::TransposeWords8x8 / StoreN / kSlabBytes); AVX2 table only (the AVX3 tables keep
+// matmul_quant-inl.h's tiles).
 //
 // Numerics of this table (ops.h's Q8_0 contract; one f32 accumulator per output):
 //   acc = 0; for each block b in order: acc = FMA(f32(isum_b), d_w[n, b] * d_a[m, b], acc)
 //   C[m, n] = acc (+ bias[n])
 // isum_b is the exact int32 dot of the block (vpmaddubsw on |w| x sign(a, w), exact: |128 * 127 *
-// 2| < 32767). Both paths below do exactly these operations per output, so decode, prefill, any
-// M, N chunking and thread count give the same bits (tests/kernels/matmul_test.cc).
+// 2| < 32767). Both tiles do exactly these operations per output, so decode, prefill, any M, N
+// chunking, thread count and layout give the same bits (tests/kernels/matmul_test.cc).
 //
-// Why (docs/kernels.md, "Q8_0 on AVX2: packed, outputs in the lanes"): the lanes-along-K tile of
-// matmul_quant-inl.h pays, per block, output and row, a convert + FMA into a vector accumulator and
-// a horizontal sum at the end; here one 32-byte weight load holds 4 k of 8 outputs and one
-// broadcast 4 k of one activation row, so a block costs per (row, 8 outputs) 8 x (vpsignb +
-// vpmaddubsw + vpmaddwd + vpaddd) and one convert + multiply + FMA.
+// Why (docs/kernels.md, "Q8_0 on AVX2"): the lanes-along-K tile of matmul_quant-inl.h pays, per
+// block, output and row, a convert + FMA into a vector accumulator and a horizontal sum at the
+// end; here one 32-byte weight load holds 4 k of 8 outputs and one broadcast 4 k of one activation
+// row, so a block costs per (row, 8 outputs) 8 x (vpsignb + vpmaddubsw + vpmaddwd + vpaddd) and one
+// convert + multiply + FMA.
 
 namespace q8avx2 {
 
 #if HWY_TARGET == HWY_AVX2
-constexpr int kR = 4, kC = 2, kGroup = 8;  // 4 rows x 16 outputs: 8 int32 + 2 weights + 2 |w| + ...
-constexpr size_t kPackPrefetch = 256;
+constexpr int kR = 4, kGroup = 8;  // tile: 4 rows x 16 outputs (8 int32 sums, 2 weights, 2 |w|)
 
 // Activations: row i's Q8_0 values at q + i * k, its block scales at d + i * nblocks.
 struct Acts {
   const int8_t* q;
   const float* d;
 };
-
-// Rows [r0, r0 + nr) of w: quants as i8rows::PackSlab lays them out (group g at packed + g * 8 *
-// k, [k / 4][8][4]), block scales at scales + (g * nblocks + b) * 8 + row (f32, 0 past nr).
-void PackSlab(const MatRef& w, int64_t r0, int64_t nr, size_t k, int8_t* packed, float* scales) {
-  const int64_t groups = (nr + kGroup - 1) / kGroup;
-  const size_t nblocks = k / kQK8_0;
-  for (int64_t g = 0; g < groups; ++g) {
-    const uint8_t* src[kGroup];
-    for (int l = 0; l < kGroup; ++l) {
-      const int64_t j = g * kGroup + l;
-      src[l] = j < nr ? w.row(r0 + j) : nullptr;
-    }
-    int8_t* dst = packed + g * kGroup * k;
-    float* sc = scales + g * nblocks * kGroup;
-    for (size_t b = 0; b < nblocks; ++b) {
-      __m256i v[kGroup];
-      for (int l = 0; l < kGroup; ++l) {
-        const uint8_t* blk = src[l] ? src[l] + b * sizeof(BlockQ8_0) : nullptr;
-        // 8 row streams from memory when M is small (batched decode): prefetched like the decode
-        // streams (1.1B Q8_0 -b 4, 2 threads: 23.5-24.1 t/s without, see docs/kernels.md).
-        if (blk && b % 2 == 0) hwy::Prefetch(blk + kPackPrefetch);
-        v[l] = blk ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2))
-                   : _mm256_setzero_si256();
-        uint16_t bits = 0;
-        if (blk) std::memcpy(&bits, blk, 2);
-        sc[b * kGroup + l] = blk ? HalfToFloat(bits) : 0.0f;
-      }
-      i8rows::TransposeWords8x8(v, reinterpret_cast<__m256i*>(dst + b * kQK8_0 * kGroup));
-    }
-  }
-}
-
-// R activation rows (from row i0) x C packed groups; writes outputs [0, cnt) of each row.
-template <int R, int C>
-HWY_INLINE void Tile(const Acts& a, int64_t i0, size_t k, const int8_t* HWY_RESTRICT b,
-                     const float* HWY_RESTRICT sc, const float* bias, int cnt,
-                     float* HWY_RESTRICT c, size_t c_stride) {
-  const size_t nblocks = k / kQK8_0;
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256 facc[R][C];
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < C; ++j) facc[r][j] = _mm256_setzero_ps();
-  const int8_t* aq = a.q + i0 * k;
-  const float* ad = a.d + i0 * nblocks;
-  for (size_t blk = 0; blk < nblocks; ++blk) {
-    __m256i acc[R][C];
-    for (int r = 0; r < R; ++r)
-      for (int j = 0; j < C; ++j) acc[r][j] = _mm256_setzero_si256();
-    for (size_t kk = blk * kQK8_0; kk < (blk + 1) * kQK8_0; kk += 4) {
-      __m256i wv[C], wabs[C];
-      for (int j = 0; j < C; ++j) {
-        wv[j] =
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + j * kGroup * k + kk * kGroup));
-        wabs[j] = _mm256_abs_epi8(wv[j]);
-      }
-      for (int r = 0; r < R; ++r) {
-        int32_t a4;
-        std::memcpy(&a4, aq + r * k + kk, 4);
-        const __m256i av = _mm256_set1_epi32(a4);
-        for (int j = 0; j < C; ++j) {
-          acc[r][j] = _mm256_add_epi32(
-              acc[r][j],
-              _mm256_madd_epi16(_mm256_maddubs_epi16(wabs[j], _mm256_sign_epi8(av, wv[j])), ones));
-        }
-      }
-    }
-    for (int j = 0; j < C; ++j) {
-      const __m256 dw = _mm256_loadu_ps(sc + (j * nblocks + blk) * kGroup);
-      for (int r = 0; r < R; ++r) {
-        const __m256 s = _mm256_mul_ps(dw, _mm256_set1_ps(ad[r * nblocks + blk]));
-        facc[r][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r][j]), s, facc[r][j]);
-      }
-    }
-  }
-  for (int j = 0; j < C; ++j) {
-    const int n = std::min(kGroup, cnt - j * kGroup);
-    if (n <= 0) break;
-    HWY_ALIGN float bb[8] = {};
-    if (bias) std::memcpy(bb, bias + j * kGroup, n * sizeof(float));
-    for (int r = 0; r < R; ++r) {
-      const __m256 y = bias ? _mm256_add_ps(facc[r][j], _mm256_load_ps(bb)) : facc[r][j];
-      i8rows::StoreN(y, c + r * c_stride + j * kGroup, n);
-    }
-  }
-}
-
-template <int R, int C>
-HWY_INLINE void TileRows(int rows, const Acts& a, int64_t i0, size_t k, const int8_t* b,
-                         const float* sc, const float* bias, int cnt, float* c, size_t c_stride) {
-  if constexpr (R > 1) {
-    if (rows < R) return TileRows<R - 1, C>(rows, a, i0, k, b, sc, bias, cnt, c, c_stride);
-  }
-  if constexpr (C > 1) {
-    if (cnt <= (C - 1) * kGroup) {
-      return TileRows<R, C - 1>(rows, a, i0, k, b, sc, bias, cnt, c, c_stride);
-    }
-  }
-  Tile<R, C>(a, i0, k, b, sc, bias, cnt, c, c_stride);
-}
 
 // ---- Decode (M <= 4): 4 row streams (as matmul_quant-inl.h's decode tile), the 4 block sums
 // reduced to one 128-bit vector so that the scale and the FMA run once per block for the 4 outputs.
@@ -228,51 +130,6 @@ void DecodeRange(const Acts& a, const MatRef& w, const float* bias, float* c, in
   }
 }
 
-void PanelRange(const Acts& a, int64_t m, const MatRef& w, const float* bias, float* c, int64_t n0,
-                int64_t n1);
-
-// Rows [0, m) x outputs [n0, n1) of one Q8_0 matmul. m <= 4 streams the weights (DecodeRange);
-// m > 4 packs a slab of weight rows per call (read once from memory, then from L2 by every block
-// of 4 activation rows).
-void Range(const Acts& a, int64_t m, const MatRef& w, const float* bias, float* c, int64_t n0,
-           int64_t n1) {
-  if (w.panels16) return PanelRange(a, m, w, bias, c, n0, n1);
-  const size_t k = static_cast<size_t>(w.cols);
-  const size_t nblocks = k / kQK8_0;
-  const size_t n = static_cast<size_t>(w.rows);
-  // M <= 4: the weights stream once through the decode tile for all rows (memory bound:
-  // packing them costs more than it saves; 1.1B Q8_0 -b 4, 2 threads, 23.5-26.0 t/s packed).
-  switch (m) {
-    case 1:
-      return DecodeRange<1>(a, w, bias, c, n0, n1);
-    case 2:
-      return DecodeRange<2>(a, w, bias, c, n0, n1);
-    case 3:
-      return DecodeRange<3>(a, w, bias, c, n0, n1);
-    case 4:
-      return DecodeRange<4>(a, w, bias, c, n0, n1);
-    default:
-      break;
-  }
-  constexpr int64_t kTileN = kC * kGroup;
-  const int64_t slab = i8rows::SlabRows(k, kTileN);
-  thread_local std::vector<int8_t> packed_buf;
-  thread_local std::vector<float> scale_buf;
-  int8_t* packed = Scratch(packed_buf, slab * k);
-  float* scales = Scratch(scale_buf, slab * nblocks);
-  for (int64_t s0 = n0; s0 < n1; s0 += slab) {
-    const int64_t nr = std::min(slab, n1 - s0);
-    PackSlab(w, s0, nr, k, packed, scales);
-    for (int64_t i = 0; i < m; i += kR) {
-      const int rows = static_cast<int>(std::min<int64_t>(kR, m - i));
-      for (int64_t j = 0; j < nr; j += kTileN) {
-        const int cnt = static_cast<int>(std::min(kTileN, nr - j));
-        TileRows<kR, kC>(rows, a, i, k, packed + j * k, scales + j * nblocks,
-                         bias ? bias + s0 + j : nullptr, cnt, c + i * n + s0 + j, n);
-      }
-    }
-  }
-}
 // ---- Panels (Kernels::to_panels, MatRef::panels16 on a Q8_0 matrix). The engine repacks the
 // weights once at start-up into the layout the tiles read, so that no call packs (PackSlab above
 // transposes every weight byte on every call with M > 4: batched decode paid it per step).
@@ -290,53 +147,61 @@ int64_t PanelBytes(const MatRef& w) {
   return (w.rows + kPanelRows - 1) / kPanelRows * kPanelRows * w.row_bytes();
 }
 
+// Rows [row0, row0 + nrows) of row-major w (nrows <= 16; zeros past them) -> one panel at out.
+void PackPanel(const MatRef& w, int64_t row0, int64_t nrows, uint8_t* out) {
+  const size_t nblocks = static_cast<size_t>(w.cols) / kQK8_0;
+  for (size_t b = 0; b < nblocks; ++b, out += kPanelBlock) {
+    __m256i v[kPanelRows];
+    uint16_t scales[kPanelRows];
+    for (int l = 0; l < kPanelRows; ++l) {
+      if (l >= nrows) {
+        v[l] = _mm256_setzero_si256();
+        scales[l] = 0;
+        continue;
+      }
+      const uint8_t* blk = w.row(row0 + l) + b * sizeof(BlockQ8_0);
+      // 16 row streams from memory when a call packs (batched decode of an unrepacked model):
+      // prefetched as the decode streams.
+      if (b % 2 == 0) hwy::Prefetch(blk + kStreamPrefetch);
+      v[l] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+      std::memcpy(&scales[l], blk, 2);
+    }
+    std::memcpy(out, scales, kPanelScales);
+    __m256i lo[8], hi[8];  // step q: [8 rows][4 bytes]
+    i8rows::TransposeWords8x8(v, lo);
+    i8rows::TransposeWords8x8(v + 8, hi);
+    for (int q = 0; q < 8; ++q) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + kPanelScales + q * 64), lo[q]);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + kPanelScales + q * 64 + 32), hi[q]);
+    }
+  }
+}
+
 MatRef ToPanels(const MatRef& w, void* dst, ThreadPool* pool) {
   SI_CHECK(PanelBytes(w) > 0) << "to_panels: not a row-major Q8_0 matrix";
-  const size_t nblocks = static_cast<size_t>(w.cols) / kQK8_0;
   MatRef p = w;
   p.data = dst;
   p.panels16 = true;
   ForEachRow((w.rows + kPanelRows - 1) / kPanelRows, pool, [&](int64_t t) {
-    uint8_t* out = static_cast<uint8_t*>(dst) + t * kPanelRows * w.row_bytes();
-    for (size_t b = 0; b < nblocks; ++b, out += kPanelBlock) {
-      __m256i v[kPanelRows];
-      uint16_t scales[kPanelRows];
-      for (int l = 0; l < kPanelRows; ++l) {
-        const int64_t row = t * kPanelRows + l;
-        if (row >= w.rows) {
-          v[l] = _mm256_setzero_si256();
-          scales[l] = 0;
-          continue;
-        }
-        const uint8_t* blk = w.row(row) + b * sizeof(BlockQ8_0);
-        v[l] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
-        std::memcpy(&scales[l], blk, 2);
-      }
-      std::memcpy(out, scales, kPanelScales);
-      __m256i lo[8], hi[8];  // step q: [8 rows][4 bytes]
-      i8rows::TransposeWords8x8(v, lo);
-      i8rows::TransposeWords8x8(v + 8, hi);
-      for (int q = 0; q < 8; ++q) {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + kPanelScales + q * 64), lo[q]);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + kPanelScales + q * 64 + 32), hi[q]);
-      }
-    }
+    const int64_t row0 = t * kPanelRows;
+    PackPanel(w, row0, std::min(kPanelRows, w.rows - row0),
+              static_cast<uint8_t*>(dst) + row0 * w.row_bytes());
   });
   return p;
 }
 
 // R activation rows (from row i0) x S panels of w, panel s holding outputs [o[s], o[s] + 16) (past
-// w.rows: none). Decode runs S = 4 panels far apart: four streams through memory, as the row-major
-// decode tile's four rows, and no software prefetch (1.1B Q8_0 tg16, 4 alternating rounds, 1 / 2
-// threads: one stream with every line prefetched 4 blocks ahead 14-16 / 21-25 t/s, four streams
-// prefetched so 14-19 / 22-25, four streams without 17-20 / 24-27, stored rows 15-19 / 23-28).
-// The int32 sums live one block (8 steps of 4 k), then
+// w.rows: none); output (i, j) goes to c[i * c_stride + j]. Decode runs S = 4 panels far apart:
+// four streams through memory, as the row-major decode tile's four rows, and no software prefetch
+// (1.1B Q8_0 tg16, 4 alternating rounds, 1 / 2 threads: one stream with every line prefetched 4
+// blocks ahead 14-16 / 21-25 t/s, four streams prefetched so 14-19 / 22-25, four streams without
+// 17-20 / 24-27, stored rows 15-19 / 23-28). The int32 sums live one block (8 steps of 4 k), then
 // one convert + multiply + FMA per 8 outputs folds them into the f32 accumulators. GCC spills 2-3
 // of the 8 sums of the 4-row tile in the k loop; keeping the f32 accumulators in memory instead
 // (an asm barrier) did not spill less and was not faster (kernel_bench prefill/q8_0, 3 rounds).
 template <int R, int S>
 HWY_INLINE void PanelTile(const Acts& a, int64_t i0, const MatRef& w, const int64_t* o,
-                          const float* bias, float* HWY_RESTRICT c) {
+                          const float* bias, float* HWY_RESTRICT c, size_t c_stride) {
   const size_t k = static_cast<size_t>(w.cols);
   const size_t nblocks = k / kQK8_0;
   const int64_t n = w.rows;
@@ -395,7 +260,7 @@ HWY_INLINE void PanelTile(const Acts& a, int64_t i0, const MatRef& w, const int6
       for (int r = 0; r < R; ++r) {
         const __m256 f = facc[s][r][j];
         const __m256 y = bias ? _mm256_add_ps(f, _mm256_load_ps(bb)) : f;
-        i8rows::StoreN(y, c + (i0 + r) * n + out, cnt);
+        i8rows::StoreN(y, c + (i0 + r) * c_stride + out, cnt);
       }
     }
   }
@@ -403,41 +268,24 @@ HWY_INLINE void PanelTile(const Acts& a, int64_t i0, const MatRef& w, const int6
 
 template <int S>
 HWY_INLINE void PanelTileRows(int rows, const Acts& a, int64_t i0, const MatRef& w,
-                              const int64_t* o, const float* bias, float* c) {
+                              const int64_t* o, const float* bias, float* c, size_t c_stride) {
   switch (rows) {
     case 1:
-      return PanelTile<1, S>(a, i0, w, o, bias, c);
+      return PanelTile<1, S>(a, i0, w, o, bias, c, c_stride);
     case 2:
-      return PanelTile<2, S>(a, i0, w, o, bias, c);
+      return PanelTile<2, S>(a, i0, w, o, bias, c, c_stride);
     case 3:
-      return PanelTile<3, S>(a, i0, w, o, bias, c);
+      return PanelTile<3, S>(a, i0, w, o, bias, c, c_stride);
     default:
-      return PanelTile<4, S>(a, i0, w, o, bias, c);
+      return PanelTile<4, S>(a, i0, w, o, bias, c, c_stride);
   }
 }
 
-// Rows [0, m) x outputs [n0, n1) of a panel matrix (n0 a multiple of 16). m <= 4 (decode): every
-// panel once for all rows, 4 streams. Larger m: slabs of panels (half of L2) read from memory
-// once, then from L2 by every block of 4 activation rows.
-void PanelRange(const Acts& a, int64_t m, const MatRef& w, const float* bias, float* c, int64_t n0,
-                int64_t n1) {
-  SI_CHECK(n0 % kPanelRows == 0) << n0;
+// Rows [0, m) x outputs [n0, n1) of panel matrix w (n0 a multiple of 16), m > 4: slabs of panels
+// (half of L2) read from memory once, then from L2 by every block of 4 activation rows.
+void PanelGemm(const Acts& a, int64_t m, const MatRef& w, const float* bias, float* c,
+               size_t c_stride, int64_t n0, int64_t n1) {
   const int64_t panels = (n1 - n0 + kPanelRows - 1) / kPanelRows;
-  if (m <= kR) {
-    const int rows = static_cast<int>(m);
-    constexpr int kS = 4;
-    const int64_t tiles = panels / kS;  // stream s: panels [s * tiles, (s + 1) * tiles)
-    for (int64_t t = 0; t < tiles; ++t) {
-      int64_t o[kS];
-      for (int s = 0; s < kS; ++s) o[s] = n0 + (t + s * tiles) * kPanelRows;
-      PanelTileRows<kS>(rows, a, 0, w, o, bias, c);
-    }
-    for (int64_t p = kS * tiles; p < panels; ++p) {
-      const int64_t o = n0 + p * kPanelRows;
-      PanelTileRows<1>(rows, a, 0, w, &o, bias, c);
-    }
-    return;
-  }
   const int64_t slab =
       std::max<int64_t>(1, static_cast<int64_t>(i8rows::kSlabBytes) / (kPanelRows * w.row_bytes()));
   for (int64_t s0 = 0; s0 < panels; s0 += slab) {
@@ -446,9 +294,67 @@ void PanelRange(const Acts& a, int64_t m, const MatRef& w, const float* bias, fl
       const int rows = static_cast<int>(std::min<int64_t>(kR, m - i));
       for (int64_t p = s0; p < s1; ++p) {
         const int64_t o = n0 + p * kPanelRows;
-        PanelTileRows<1>(rows, a, i, w, &o, bias, c);
+        PanelTileRows<1>(rows, a, i, w, &o, bias, c, c_stride);
       }
     }
+  }
+}
+
+// Rows [0, m) x outputs [n0, n1) (n0 a multiple of 16) of one Q8_0 matmul, C [m, w.rows].
+//   Panel matrix, m <= 4 (decode): every panel once for all rows, 4 streams.
+//   Panel matrix, m > 4: PanelGemm.
+//   Row-major, m <= 4: the rows stream once through the decode tile (memory bound: packing them
+//   per call costs more than it saves; 1.1B Q8_0 tg, 2 threads, 2x slower packed).
+//   Row-major, m > 4: each slab of rows packed into panels per call, then PanelGemm.
+void Range(const Acts& a, int64_t m, const MatRef& w, const float* bias, float* c, int64_t n0,
+           int64_t n1) {
+  SI_CHECK(n0 % kPanelRows == 0) << n0;
+  const size_t n = static_cast<size_t>(w.rows);
+  if (w.panels16 && m <= kR) {
+    const int rows = static_cast<int>(m);
+    const int64_t panels = (n1 - n0 + kPanelRows - 1) / kPanelRows;
+    constexpr int kS = 4;
+    const int64_t tiles = panels / kS;  // stream s: panels [s * tiles, (s + 1) * tiles)
+    for (int64_t t = 0; t < tiles; ++t) {
+      int64_t o[kS];
+      for (int s = 0; s < kS; ++s) o[s] = n0 + (t + s * tiles) * kPanelRows;
+      PanelTileRows<kS>(rows, a, 0, w, o, bias, c, n);
+    }
+    for (int64_t p = kS * tiles; p < panels; ++p) {
+      const int64_t o = n0 + p * kPanelRows;
+      PanelTileRows<1>(rows, a, 0, w, &o, bias, c, n);
+    }
+    return;
+  }
+  if (w.panels16) return PanelGemm(a, m, w, bias, c, n, n0, n1);
+  switch (m) {
+    case 1:
+      return DecodeRange<1>(a, w, bias, c, n0, n1);
+    case 2:
+      return DecodeRange<2>(a, w, bias, c, n0, n1);
+    case 3:
+      return DecodeRange<3>(a, w, bias, c, n0, n1);
+    case 4:
+      return DecodeRange<4>(a, w, bias, c, n0, n1);
+    default:
+      break;
+  }
+  const int64_t slab = std::max<int64_t>(1, static_cast<int64_t>(i8rows::kSlabBytes) /
+                                                (kPanelRows * w.row_bytes())) *
+                       kPanelRows;
+  thread_local AlignedScratch buf;  // [slab / 16] panels
+  uint8_t* packed = reinterpret_cast<uint8_t*>(
+      buf.Get(static_cast<size_t>(slab * w.row_bytes() + sizeof(float) - 1) / sizeof(float)));
+  for (int64_t s0 = n0; s0 < n1; s0 += slab) {
+    const int64_t nr = std::min(slab, n1 - s0);
+    for (int64_t r = 0; r < nr; r += kPanelRows) {
+      PackPanel(w, s0 + r, std::min(kPanelRows, nr - r), packed + r * w.row_bytes());
+    }
+    MatRef view = w;  // the slab as a panel matrix of nr outputs
+    view.data = packed;
+    view.rows = nr;
+    view.panels16 = true;
+    PanelGemm(a, m, view, bias ? bias + s0 : nullptr, c + s0, n, 0, nr);
   }
 }
 #endif  // HWY_TARGET == HWY_AVX2
