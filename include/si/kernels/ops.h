@@ -44,9 +44,12 @@ struct MatRef {
   // per-row int8 numerics above. The bytes are valid Q8_0 either way, so code that ignores the flag
   // (the distributed engine's gathered shards) still computes the Q8_0 product of the same weights.
   bool int8_rows = false;
-  // F32/F16/BF16 only: the weights are in 16-output panels, made by Kernels::to_panels of the table
-  // that runs them: element (n, k) at ((n / 16) * cols + k) * 16 + n % 16, outputs past `rows`
-  // zero. row() is meaningless then; only that table's matmul / matmul_multi accept such a matrix.
+  // The weights are in 16-output panels, made by Kernels::to_panels of the table that runs them;
+  // panel t holds rows 16 t .. 16 t + 15 (zero past `rows`) in 16 * row_bytes() bytes.
+  //   F32/F16/BF16: element (n, k) at ((n / 16) * cols + k) * 16 + n % 16.
+  //   Q8_0 (AVX2): block b of panel t at (t * cols / 32 + b) * 544 bytes: the 16 fp16 scales, then
+  //   8 steps of 4 k, [rows 0..7][4 bytes] and [rows 8..15][4 bytes] (matmul_q8_avx2-inl.h).
+  // row() is meaningless then; only that table's matmul / matmul_multi accept such a matrix.
   bool panels16 = false;
   int64_t row_bytes() const { return DTypeRowBytes(type, cols); }
   const uint8_t* row(int64_t r) const { return static_cast<const uint8_t*>(data) + r * row_bytes(); }
@@ -107,7 +110,8 @@ struct Kernels {
   // Optional weight repacking (null on tables that run every matrix as stored). panel_bytes(w): the
   // bytes to_panels needs for w, 0 when this table runs w as it is. to_panels(w, dst, pool): writes
   // w in the panel layout (MatRef::panels16) to dst (64-byte aligned, panel_bytes(w) bytes) and
-  // returns the matrix over dst. The product differs from w's only in the f32 summation order.
+  // returns the matrix over dst. The product differs from w's only in the f32 summation order
+  // (f32 / f16 / bf16), or not at all (Q8_0: the same arithmetic in another layout).
   int64_t (*panel_bytes)(const MatRef& w);
   MatRef (*to_panels)(const MatRef& w, void* dst, ThreadPool* pool);
 };
