@@ -77,18 +77,13 @@ void PanelTile(const MatRef& w, int64_t t, T* dst) {
 
 MatRef ToPanels(const MatRef& w, void* dst, ThreadPool* pool) {
   SI_CHECK(PanelBytes(w) > 0) << "to_panels: not a row-major f32/f16/bf16 matrix";
-  MatRef p = w;
-  p.data = dst;
-  p.panels16 = true;
-  ForEachRow((w.rows + kNr - 1) / kNr, pool, [&](int64_t t) {
-    void* d = const_cast<uint8_t*>(Panel(p, t));
+  return RepackPanels(w, dst, pool, [&](int64_t t, uint8_t* panel) {
     if (w.type == DType::kF32) {
-      PanelTile(w, t, static_cast<uint32_t*>(d));
+      PanelTile(w, t, reinterpret_cast<uint32_t*>(panel));
     } else {
-      PanelTile(w, t, static_cast<uint16_t*>(d));
+      PanelTile(w, t, reinterpret_cast<uint16_t*>(panel));
     }
   });
-  return p;
 }
 
 // Outputs 8 j .. 8 j + 7 at column kk of a panel, as f32.

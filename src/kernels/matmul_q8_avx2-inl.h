@@ -131,8 +131,9 @@ void DecodeRange(const Acts& a, const MatRef& w, const float* bias, float* c, in
 }
 
 // ---- Panels (Kernels::to_panels, MatRef::panels16 on a Q8_0 matrix). The engine repacks the
-// weights once at start-up into the layout the tiles read, so that no call packs (PackSlab above
-// transposes every weight byte on every call with M > 4: batched decode paid it per step).
+// weights once at start-up into the layout the tiles read, so that no call packs (packing per call,
+// as Range still does for a row-major matrix with M > 4, transposes every weight byte of every
+// call: batched decode paid it on every step).
 // 16 outputs per panel, panel t's blocks in order, block b at (t * nblocks + b) * 544 bytes:
 //   16 fp16 scales (rows t * 16 + 0..15), then 8 steps of 4 k, each [rows 0..7][4 bytes] and
 //   [rows 8..15][4 bytes].
@@ -179,26 +180,22 @@ void PackPanel(const MatRef& w, int64_t row0, int64_t nrows, uint8_t* out) {
 
 MatRef ToPanels(const MatRef& w, void* dst, ThreadPool* pool) {
   SI_CHECK(PanelBytes(w) > 0) << "to_panels: not a row-major Q8_0 matrix";
-  MatRef p = w;
-  p.data = dst;
-  p.panels16 = true;
-  ForEachRow((w.rows + kPanelRows - 1) / kPanelRows, pool, [&](int64_t t) {
+  return RepackPanels(w, dst, pool, [&](int64_t t, uint8_t* panel) {
     const int64_t row0 = t * kPanelRows;
-    PackPanel(w, row0, std::min(kPanelRows, w.rows - row0),
-              static_cast<uint8_t*>(dst) + row0 * w.row_bytes());
+    PackPanel(w, row0, std::min(kPanelRows, w.rows - row0), panel);
   });
-  return p;
 }
 
-// R activation rows (from row i0) x S panels of w, panel s holding outputs [o[s], o[s] + 16) (past
-// w.rows: none); output (i, j) goes to c[i * c_stride + j]. Decode runs S = 4 panels far apart:
-// four streams through memory, as the row-major decode tile's four rows, and no software prefetch
-// (1.1B Q8_0 tg16, 4 alternating rounds, 1 / 2 threads: one stream with every line prefetched 4
-// blocks ahead 14-16 / 21-25 t/s, four streams prefetched so 14-19 / 22-25, four streams without
-// 17-20 / 24-27, stored rows 15-19 / 23-28). The int32 sums live one block (8 steps of 4 k), then
-// one convert + multiply + FMA per 8 outputs folds them into the f32 accumulators. GCC spills 2-3
-// of the 8 sums of the 4-row tile in the k loop; keeping the f32 accumulators in memory instead
-// (an asm barrier) did not spill less and was not faster (kernel_bench prefill/q8_0, 3 rounds).
+// R activation rows (from row i0) x S panels of w, panel s holding outputs [o[s], o[s] + 16) (o[s]
+// a multiple of 16; past w.rows: none); output (i, j) goes to c[i * c_stride + j]. Decode runs S =
+// 4 panels far apart: four streams through memory, as the row-major decode tile's four rows, and no
+// software prefetch (1.1B Q8_0 tg16, 4 alternating rounds, 1 / 2 threads: one stream with every
+// line prefetched 4 blocks ahead 14-16 / 21-25 t/s, four streams prefetched so 14-19 / 22-25, four
+// streams without 17-20 / 24-27, stored rows 15-19 / 23-28). The int32 sums live one block (8 steps
+// of 4 k), then one convert + multiply + FMA per 8 outputs folds them into the f32 accumulators.
+// GCC spills 2-3 of the 8 sums of the 4-row tile in the k loop; keeping the f32 accumulators in
+// memory instead (an asm barrier) did not spill less and was not faster (kernel_bench prefill/q8_0,
+// 3 rounds).
 template <int R, int S>
 HWY_INLINE void PanelTile(const Acts& a, int64_t i0, const MatRef& w, const int64_t* o,
                           const float* bias, float* HWY_RESTRICT c, size_t c_stride) {
@@ -207,10 +204,7 @@ HWY_INLINE void PanelTile(const Acts& a, int64_t i0, const MatRef& w, const int6
   const int64_t n = w.rows;
   const __m256i ones = _mm256_set1_epi16(1);
   const uint8_t* panel[S];
-  for (int s = 0; s < S; ++s) {
-    panel[s] =
-        static_cast<const uint8_t*>(w.data) + (o[s] / kPanelRows) * kPanelRows * w.row_bytes();
-  }
+  for (int s = 0; s < S; ++s) panel[s] = static_cast<const uint8_t*>(w.data) + o[s] * w.row_bytes();
   __m256 facc[S][R][2];
   for (int s = 0; s < S; ++s)
     for (int r = 0; r < R; ++r) facc[s][r][0] = facc[s][r][1] = _mm256_setzero_ps();

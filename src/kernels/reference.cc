@@ -212,6 +212,7 @@ const Kernels& ReferenceKernels() {
   static const Kernels k = {
       "reference", RefMatMul, RefMatMulMulti, RefGetRows, RefRmsNorm, RefLayerNorm, RefGeluTanh, RefGeluErf,
       RefSiluMul,  RefAdd,    RefSoftmax, RefRope,    RefAttention,
+      nullptr,     nullptr,  // panel_bytes, to_panels: the oracle runs every matrix as stored
   };
   return k;
 }

@@ -142,6 +142,20 @@ void ForEachRow(int64_t m, ThreadPool* pool, const Fn& fn) {
   pool->Run(m, [&](int64_t i, int) { fn(i); });
 }
 
+// The panel matrix over dst of row-major w (MatRef::panels16): panel t, rows 16 t .. 16 t + 15, in
+// the 16 rows' bytes at dst + 16 t * row_bytes, written by pack(t, panel) for every t in parallel.
+// Each table's layout inside a panel is its own (matmul_f32_avx2-inl.h, matmul_q8_avx2-inl.h).
+template <class PackFn>
+MatRef RepackPanels(const MatRef& w, void* dst, ThreadPool* pool, const PackFn& pack) {
+  MatRef p = w;
+  p.data = dst;
+  p.panels16 = true;
+  ForEachRow((w.rows + kPanelOutputs - 1) / kPanelOutputs, pool, [&](int64_t t) {
+    pack(t, static_cast<uint8_t*>(dst) + t * kPanelOutputs * w.row_bytes());
+  });
+  return p;
+}
+
 // ------------------------------------------------------------------------------------------------------
 // F32 / F16 / BF16 weights.
 
