@@ -33,6 +33,11 @@ constexpr Shape kShapes[] = {{"attn_kv", 256, 2048},
                              {"attn_q", 2048, 2048},
                              {"ffn_up", 5632, 2048},
                              {"ffn_down", 2048, 5632}};
+// The 110M shape's matrices (dim 768, ff 2048): prefill only. Its pp512 MFU is lower than the 1.1B
+// shape's, and these show how much of that is the GEMM (K = 768 is one and a half kc chunks).
+constexpr Shape kShapes110m[] = {{"110m_attn_q", 768, 768},
+                                 {"110m_ffn_up", 2048, 768},
+                                 {"110m_ffn_down", 768, 2048}};
 // A weight format as benchmarked: a dtype, or Q8_0 holding per-channel int8 (MatRef::int8_rows).
 struct WType {
   DType t;
@@ -279,19 +284,32 @@ int Register() {
           ->MinTime(0.3);
     }
   }
-  for (int64_t m : {1, 512}) {
+  // batch16: one step of batched decode (bench -b 16), the weights read once for 16 rows.
+  for (int64_t m : {1, 16, 512}) {
     for (const WType& t : kTypes) {
       for (const Shape& s : kShapes) {
-        if (m == 512 && s.n == 256) continue;  // kv projection: prefill adds nothing new
+        if (m > 1 && s.n == 256) continue;  // kv projection: adds nothing new beyond decode
         for (int threads : {1, 2}) {
-          const std::string name = std::string(m == 1 ? "decode/" : "prefill/") +
-                                   std::string(t.name) + "/" + s.name +
+          const char* kind = m == 1 ? "decode/" : m == 16 ? "batch16/" : "prefill/";
+          const std::string name = std::string(kind) + std::string(t.name) + "/" + s.name +
                                    "/threads:" + std::to_string(threads);
           benchmark::RegisterBenchmark(name.c_str(), BM_MatMul, t, s, m, threads, 1)
               ->Unit(benchmark::kMicrosecond)
               ->UseRealTime()
               ->MinTime(m == 1 ? 0.3 : 0.5);
         }
+      }
+    }
+  }
+  for (const WType& t : kTypes) {
+    for (const Shape& s : kShapes110m) {
+      for (int threads : {1, 2}) {
+        const std::string name = "prefill/" + std::string(t.name) + "/" + s.name +
+                                 "/threads:" + std::to_string(threads);
+        benchmark::RegisterBenchmark(name.c_str(), BM_MatMul, t, s, int64_t{512}, threads, 1)
+            ->Unit(benchmark::kMicrosecond)
+            ->UseRealTime()
+            ->MinTime(0.5);
       }
     }
   }
