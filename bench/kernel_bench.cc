@@ -35,9 +35,8 @@ constexpr Shape kShapes[] = {{"attn_kv", 256, 2048},
                              {"ffn_down", 2048, 5632}};
 // The 110M shape's matrices (dim 768, ff 2048): prefill only. Its pp512 MFU is lower than the 1.1B
 // shape's, and these show how much of that is the GEMM (K = 768 is one and a half kc chunks).
-constexpr Shape kShapes110m[] = {{"110m_attn_q", 768, 768},
-                                 {"110m_ffn_up", 2048, 768},
-                                 {"110m_ffn_down", 768, 2048}};
+constexpr Shape kShapes110m[] = {
+    {"110m_attn_q", 768, 768}, {"110m_ffn_up", 2048, 768}, {"110m_ffn_down", 768, 2048}};
 // A weight format as benchmarked: a dtype, or Q8_0 holding per-channel int8 (MatRef::int8_rows).
 struct WType {
   DType t;
@@ -304,8 +303,8 @@ int Register() {
   for (const WType& t : kTypes) {
     for (const Shape& s : kShapes110m) {
       for (int threads : {1, 2}) {
-        const std::string name = "prefill/" + std::string(t.name) + "/" + s.name +
-                                 "/threads:" + std::to_string(threads);
+        const std::string name =
+            "prefill/" + std::string(t.name) + "/" + s.name + "/threads:" + std::to_string(threads);
         benchmark::RegisterBenchmark(name.c_str(), BM_MatMul, t, s, int64_t{512}, threads, 1)
             ->Unit(benchmark::kMicrosecond)
             ->UseRealTime()

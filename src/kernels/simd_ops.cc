@@ -400,21 +400,37 @@ HWY_INLINE void ScoreQueries(const float* const* q, size_t d, const float* HWY_R
     for (int g = 0; g < kG; ++g) hn::Store(acc[r][g], df, out + r * out_stride + g * lanes);
 }
 
+// nk[r]: the keys query r sees (a diagonal tile's queries see different counts); keys below the
+// smallest count run unmasked, the rest only for the queries that see them.
 template <int kQ, int kU>
 HWY_INLINE void PvQueries(float* const* o, const float* corr, const float* HWY_RESTRICT p,
-                          size_t p_stride, int64_t nk, const float* HWY_RESTRICT v,
+                          size_t p_stride, const int64_t* nk, const float* HWY_RESTRICT v,
                           int64_t stride) {
   const DF df;
   const size_t lanes = hn::Lanes(df);
   VF acc[kQ][kU];
-  for (int r = 0; r < kQ; ++r)
+  int64_t nk_min = nk[0], nk_max = nk[0];
+  for (int r = 0; r < kQ; ++r) {
+    nk_min = std::min(nk_min, nk[r]);
+    nk_max = std::max(nk_max, nk[r]);
     for (int u = 0; u < kU; ++u)
       acc[r][u] = hn::Mul(hn::LoadU(df, o[r] + u * lanes), hn::Set(df, corr[r]));
-  for (int64_t j = 0; j < nk; ++j) {
+  }
+  for (int64_t j = 0; j < nk_min; ++j) {
     const float* vj = v + j * stride;
     VF vv[kU];
     for (int u = 0; u < kU; ++u) vv[u] = hn::LoadU(df, vj + u * lanes);
     for (int r = 0; r < kQ; ++r) {
+      const VF pj = hn::Set(df, p[r * p_stride + j]);
+      for (int u = 0; u < kU; ++u) acc[r][u] = hn::MulAdd(pj, vv[u], acc[r][u]);
+    }
+  }
+  for (int64_t j = nk_min; j < nk_max; ++j) {
+    const float* vj = v + j * stride;
+    VF vv[kU];
+    for (int u = 0; u < kU; ++u) vv[u] = hn::LoadU(df, vj + u * lanes);
+    for (int r = 0; r < kQ; ++r) {
+      if (j >= nk[r]) continue;
       const VF pj = hn::Set(df, p[r * p_stride + j]);
       for (int u = 0; u < kU; ++u) acc[r][u] = hn::MulAdd(pj, vv[u], acc[r][u]);
     }
@@ -528,8 +544,7 @@ void Attention(const AttentionArgs& a, ThreadPool* pool) {
       TransposeKeys(a.k + j0 * a.kv_stride + kvh * a.head_dim, a.kv_stride, tile_keys, padded, d,
                     kt, kt_stride);
       // The task's queries that see keys of this tile, in (token, head) order, with their key
-      // count: runs of kQueryGroup with the same count (every tile below the causal diagonal, and
-      // the query heads of one token in GQA) go through the grouped kernels, the rest one by one.
+      // count: kQueryGroup at a time through the grouped kernels, the last few one by one.
       list.clear();
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t j1 = std::min(j0 + kKeyTile, limit_of(t));
@@ -541,12 +556,24 @@ void Attention(const AttentionArgs& a, ThreadPool* pool) {
       }
       const float* v0 = a.v + j0 * a.kv_stride + kvh * a.head_dim;
       for (size_t x = 0; x < list.size();) {
-        const int64_t nk = list[x].nk;
-        bool grouped = d % lanes == 0 && x + kQueryGroup <= list.size();
-        for (int r = 1; grouped && r < kQueryGroup; ++r) grouped = list[x + r].nk == nk;
+        // kQueryGroup queries at a time whatever their key counts: below the causal diagonal
+        // they are equal; in the diagonal tile each token sees one key more than the one before,
+        // and the group's scores run to the largest count (the extra scores are never read: the
+        // softmax masks them, PvQueries skips them), which costs a few keys instead of running
+        // that tile one query at a time (~a quarter of 110M prefill attention before).
+        const bool grouped = d % lanes == 0 && x + kQueryGroup <= list.size();
         const int nq_here = grouped ? kQueryGroup : 1;
+        int64_t nk[kQueryGroup];
+        int64_t nk_max = 0;
+        for (int r = 0; r < nq_here; ++r) {
+          nk[r] = list[x + r].nk;
+          nk_max = std::max(nk_max, nk[r]);
+        }
+        auto groups_of = [&](int64_t keys) {
+          return (keys + static_cast<int64_t>(lanes) - 1) / static_cast<int64_t>(lanes);
+        };
         // s_j = (q . k_j) for the tile's keys, lanes keys per vector.
-        const int64_t groups = (nk + static_cast<int64_t>(lanes) - 1) / static_cast<int64_t>(lanes);
+        const int64_t groups = groups_of(nk_max);
         int64_t g = 0;
         if (grouped) {
           const float* qs[kQueryGroup];
@@ -554,6 +581,10 @@ void Attention(const AttentionArgs& a, ThreadPool* pool) {
           for (; g + kQueryTile <= groups; g += kQueryTile) {
             ScoreQueries<kQueryGroup, kQueryTile>(qs, d, kt + g * lanes, kt_stride, p + g * lanes,
                                                   kKeyTile);
+          }
+          if (g + 2 <= groups) {
+            ScoreQueries<kQueryGroup, 2>(qs, d, kt + g * lanes, kt_stride, p + g * lanes, kKeyTile);
+            g += 2;
           }
           for (; g < groups; ++g)
             ScoreQueries<kQueryGroup, 1>(qs, d, kt + g * lanes, kt_stride, p + g * lanes, kKeyTile);
@@ -569,7 +600,8 @@ void Attention(const AttentionArgs& a, ThreadPool* pool) {
         float corr[kQueryGroup];
         float* o[kQueryGroup];
         for (int r = 0; r < nq_here; ++r) {
-          corr[r] = SoftmaxTile(df, a.scale, p + r * kKeyTile, nk, groups, &st[list[x + r].qi]);
+          corr[r] = SoftmaxTile(df, a.scale, p + r * kKeyTile, nk[r], groups_of(nk[r]),
+                                &st[list[x + r].qi]);
           o[r] = o_all + list[x + r].qi * d;
         }
         // o = o * corr + sum_j p_j v_j, one output vector at a time, keys ascending.
@@ -579,6 +611,12 @@ void Attention(const AttentionArgs& a, ThreadPool* pool) {
             float* oi[kQueryGroup];
             for (int r = 0; r < kQueryGroup; ++r) oi[r] = o[r] + i;
             PvQueries<kQueryGroup, kQueryTile>(oi, corr, p, kKeyTile, nk, v0 + i, a.kv_stride);
+          }
+          if (i + 2 * lanes <= d) {
+            float* oi[kQueryGroup];
+            for (int r = 0; r < kQueryGroup; ++r) oi[r] = o[r] + i;
+            PvQueries<kQueryGroup, 2>(oi, corr, p, kKeyTile, nk, v0 + i, a.kv_stride);
+            i += 2 * lanes;
           }
           for (; i < d; i += lanes) {  // d % lanes == 0 here
             float* oi[kQueryGroup];
@@ -600,7 +638,7 @@ void Attention(const AttentionArgs& a, ThreadPool* pool) {
           }
           for (; i < d; ++i) {
             float acc = o[0][i] * corr[0];
-            for (int64_t j = 0; j < nk; ++j) acc += p[j] * v0[j * a.kv_stride + i];
+            for (int64_t j = 0; j < nk[0]; ++j) acc += p[j] * v0[j * a.kv_stride + i];
             o[0][i] = acc;
           }
         }

@@ -185,9 +185,19 @@ void RunAttention(const Kernels& k, const AttnCase& c, const std::vector<float>&
 
 TEST(Ops, AttentionVsReferenceAndDeterministic) {
   const AttnCase cases[] = {
-      {1, 1, 4, 4, 64, true},     {1, 37, 8, 2, 64, true},   {7, 7, 4, 1, 32, true},
-      {9, 300, 6, 3, 80, true},   {5, 130, 4, 4, 17, false}, {33, 33, 2, 2, 128, true},
-      {1, 1000, 32, 4, 64, true}, {70, 200, 4, 2, 16, true}, {3, 65, 2, 1, 100, false},
+      {1, 1, 4, 4, 64, true},
+      {1, 37, 8, 2, 64, true},
+      {7, 7, 4, 1, 32, true},
+      {9, 300, 6, 3, 80, true},
+      {5, 130, 4, 4, 17, false},
+      {33, 33, 2, 2, 128, true},
+      {1, 1000, 32, 4, 64, true},
+      {70, 200, 4, 2, 16, true},
+      {3, 65, 2, 1, 100, false},
+      // Prefill from position 0 (diagonal tiles whose queries see different key counts), MHA as
+      // the 110M shape and GQA; 130 tokens: a partial last block.
+      {130, 130, 2, 2, 64, true},
+      {45, 45, 8, 2, 64, true},
   };
   std::vector<std::unique_ptr<ThreadPool>> pools;
   for (int t : {2, 3, 4}) pools.push_back(std::make_unique<ThreadPool>(t));
