@@ -306,7 +306,7 @@ void Rope(float* x, int64_t num_tokens, int64_t row_stride, int64_t num_heads, i
 
 // ---------------------------------------------------------------------------------------------------------
 // Attention: online-softmax (flash-attention style) over key tiles of kKeyTile positions, so no
-// more than one tile of scores per query is ever materialised. A task is (block of kTokenBlock
+// more than one tile of scores per query is ever materialised. A task is (block of TokenBlock()
 // query tokens, kv head, group of query heads sharing that kv head): each K/V row of a tile is
 // loaded once from memory and reused from L1 by all queries of the task. Determinism: each (token,
 // head) output is computed by one task, over tiles at absolute positions [j0, j0 + kKeyTile), keys
@@ -443,7 +443,13 @@ HWY_INLINE void PvQueries(float* const* o, const float* corr, const float* HWY_R
 constexpr int kQueryGroup = 4, kQueryTile = 3;
 
 constexpr int64_t kKeyTile = 64;
-constexpr int64_t kTokenBlock = 32;
+// Query tokens per task: 64 when a task holds few query heads (MHA, small GQA groups), 32 for
+// larger groups, so that a task's queries (tokens x heads, each a head_dim accumulator) stay within
+// about 256. Each task transposes every K tile it sees, so longer blocks transpose less: 110M shape
+// (MHA), kernel_bench attention/prefill512, 5 alternating rounds, median GFLOP/s 41.5 -> 46.4 (1
+// thread), 79.9 -> 88.5 (2), with this rule 40.7 -> 45.6 and 80.1 -> 91.7; the 1.1B shape (8 query
+// heads per kv head) was mixed with 64 (50.1 -> 45.0, 84.6 -> 91.3) and keeps 32.
+HWY_INLINE int64_t TokenBlock(int64_t group) { return group > 4 ? 32 : 64; }
 
 struct QueryState {
   float m, l;
@@ -494,7 +500,8 @@ void Attention(const AttentionArgs& a, ThreadPool* pool) {
       << a.num_heads << " " << a.num_kv_heads;
   const int64_t group = a.num_heads / a.num_kv_heads;
   const size_t d = static_cast<size_t>(a.head_dim);
-  const int64_t token_blocks = (a.num_tokens + kTokenBlock - 1) / kTokenBlock;
+  const int64_t token_block = TokenBlock(group);
+  const int64_t token_blocks = (a.num_tokens + token_block - 1) / token_block;
   const int threads = pool ? pool->num_threads() : 1;
   // Split a kv head's query heads over tasks only when there are too few tasks to feed the threads
   // (MQA decode); this costs re-reading K/V per task, never changes results.
@@ -508,7 +515,7 @@ void Attention(const AttentionArgs& a, ThreadPool* pool) {
     const int64_t hc = task % head_chunks;
     const int64_t kvh = (task / head_chunks) % a.num_kv_heads;
     const int64_t tb = task / (head_chunks * a.num_kv_heads);
-    const int64_t t0 = tb * kTokenBlock, t1 = std::min(a.num_tokens, t0 + kTokenBlock);
+    const int64_t t0 = tb * token_block, t1 = std::min(a.num_tokens, t0 + token_block);
     const int64_t h0 = kvh * group + hc * heads_per_task;
     const int64_t nq = (t1 - t0) * heads_per_task;
     thread_local std::vector<float> o_buf;
