@@ -77,7 +77,7 @@ void PanelTile(const MatRef& w, int64_t t, T* dst) {
 
 MatRef ToPanels(const MatRef& w, void* dst, ThreadPool* pool) {
   SI_CHECK(PanelBytes(w) > 0) << "to_panels: not a row-major f32/f16/bf16 matrix";
-  return RepackPanels(w, dst, pool, [&](int64_t t, uint8_t* panel) {
+  return RepackPanels(w, dst, kNr * w.row_bytes(), pool, [&](int64_t t, uint8_t* panel) {
     if (w.type == DType::kF32) {
       PanelTile(w, t, reinterpret_cast<uint32_t*>(panel));
     } else {

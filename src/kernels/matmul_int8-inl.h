@@ -12,11 +12,12 @@
 // vpaddd does 32 multiply-adds exactly, with no per-pair sign fix-up (the Q8_0 tile's vpsignb) and
 // no per-block scale (cvt + FMA per 32 values): the shift is undone once per output,
 //     sum q * w = sum u * w - 64 * sum w.
-// Register tile (AVX2, 16 ymm): 4 activation rows x 24 weight rows: 12 int32 accumulators, 3
-// weight vectors, 1 broadcast. The weights are packed per call into [group of 8 rows][k / 4][8][4]
-// bytes (an 8 x 8 transpose of 32-bit words per Q8_0 block), so that one 32-byte load holds 4
-// consecutive k of 8 outputs and one broadcast holds 4 k of one activation row. Measured in
-// docs/kernels.md ("int8 rows").
+// Weights in 16-output panels (layout at PanelStride below): the AVX2 table repacks them once
+// (Kernels::to_panels, the engine at start-up); a row-major matrix with M >= 4 is packed into the
+// same panels a slab per call (the AVX3 tables, the distributed engine's shards), and with M < 4 its
+// rows stream through the row decode tile. One 32-byte load holds 4 k of 8 outputs, one broadcast
+// 4 k of an activation row; the tile is R <= 4 rows x S panels with at most 8 int32 accumulators
+// (no spills). Measured in docs/kernels.md ("int8 rows", "int8 panels").
 //
 // Requires from the includer: HalfToFloat, RunOverOutputs, Scratch, ForEachRow.
 
@@ -79,14 +80,20 @@ HWY_INLINE void StoreN(__m256 y, float* out, int cnt) {
   std::memcpy(out, t, cnt * sizeof(float));
 }
 
-// ---- Prefill: packed weights, 4 x 24 register tile.
-constexpr int kR = 4, kGroup = 8, kC = 3;
-constexpr size_t kSlabBytes = 256 * 1024;  // packed slab: half the 512 KiB L2 (as the f32 path)
+// ---- Panels: 16 outputs per panel, one tile for every M.
+// Layout (Kernels::to_panels on the AVX2 table, MatRef::panels16 on an int8_rows matrix; also the
+// per-call packing of a row-major matrix with M >= 4): panel t at t * PanelStride(K) bytes:
+//   [16 f32 row scales][16 int32 row sums (sum of the row's int8 values)]  (kPanelHead bytes)
+//   K / 4 steps of 64 bytes, step s = [rows 0..7][4 bytes k 4s..4s+3], [rows 8..15][4 bytes]
+// so that one 32-byte load holds 4 k of 8 outputs and one broadcast 4 k of an activation row. 16 K
+// + 128 bytes per 16 outputs, against 17 K stored (the repeated block scales are dropped): decode
+// reads 6% fewer bytes. Rows past N are zero (scale 0).
+constexpr int kR = 4, kGroup = 8;  // GEMM row block; outputs per weight vector
+constexpr int64_t kPanelRows = 16;
+constexpr size_t kPanelHead = 128;
+constexpr size_t kSlabBytes = 256 * 1024;  // panels per L2 slab: half the 512 KiB L2 (as f32)
 
-// Weight rows per packed slab of K-byte rows: a multiple of the tile's tile_n outputs, >= one tile.
-HWY_INLINE int64_t SlabRows(size_t k, int64_t tile_n) {
-  return std::max<int64_t>(tile_n, static_cast<int64_t>(kSlabBytes / k) / tile_n * tile_n);
-}
+HWY_INLINE size_t PanelStride(size_t k) { return kPanelHead + kPanelRows * k; }
 
 // The 32-byte quants of one block of 8 weight rows (v[l]: row l) -> o[i] = 4-byte word i of rows
 // 0..7 (an 8 x 8 transpose of 32-bit words), the packed layout [k / 4][8 rows][4 bytes].
@@ -109,96 +116,206 @@ HWY_INLINE void TransposeWords8x8(const __m256i* v, __m256i* o) {
   _mm256_storeu_si256(o + 7, _mm256_permute2x128_si256(u3, u7, 0x31));
 }
 
-// Rows [r0, r0 + nr) of w packed as groups of 8 rows: group g at packed + g * 8 * k, laid out
-// [k / 4][8 rows][4 bytes]; rows past nr are zero. colsum[j] = sum of row j's int8 values, dw[j]
-// its scale (0 past nr).
-void PackSlab(const MatRef& w, int64_t r0, int64_t nr, size_t k, int8_t* packed, int32_t* colsum,
-              float* dw) {
-  const int64_t groups = (nr + kGroup - 1) / kGroup;
+int64_t PanelBytes(const MatRef& w) {
+  if (w.type != DType::kQ8_0 || !w.int8_rows || w.panels16 || w.rows <= 0 || w.cols <= 0 ||
+      static_cast<size_t>(w.cols) > kMaxK) {
+    return 0;
+  }
+  return (w.rows + kPanelRows - 1) / kPanelRows *
+         static_cast<int64_t>(PanelStride(static_cast<size_t>(w.cols)));
+}
+
+// Rows [row0, row0 + nrows) of row-major w (nrows <= 16) -> one panel at out.
+void PackPanel(const MatRef& w, int64_t row0, int64_t nrows, uint8_t* out) {
+  const size_t k = static_cast<size_t>(w.cols);
   const size_t nblocks = k / kQK8_0;
   const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
-  for (int64_t g = 0; g < groups; ++g) {
-    const uint8_t* src[kGroup];
-    __m256i sums[kGroup];
-    for (int l = 0; l < kGroup; ++l) {
-      const int64_t j = g * kGroup + l;
-      src[l] = j < nr ? w.row(r0 + j) + 2 : nullptr;
-      sums[l] = _mm256_setzero_si256();
-      dw[j] = j < nr ? RowScale(w, r0 + j) : 0.0f;
-    }
-    int8_t* dst = packed + g * kGroup * k;
-    for (size_t b = 0; b < nblocks; ++b) {
-      __m256i v[kGroup];
-      for (int l = 0; l < kGroup; ++l) {
-        v[l] = src[l] ? _mm256_loadu_si256(
-                            reinterpret_cast<const __m256i*>(src[l] + b * sizeof(BlockQ8_0)))
-                      : _mm256_setzero_si256();
-        sums[l] =
-            _mm256_add_epi32(sums[l], _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, v[l]), ones16));
+  const uint8_t* src[kPanelRows];
+  __m256i sums[kPanelRows];
+  HWY_ALIGN float dw[kPanelRows];
+  HWY_ALIGN int32_t colsum[kPanelRows];
+  for (int l = 0; l < kPanelRows; ++l) {
+    src[l] = l < nrows ? w.row(row0 + l) + 2 : nullptr;
+    sums[l] = _mm256_setzero_si256();
+    dw[l] = l < nrows ? RowScale(w, row0 + l) : 0.0f;
+  }
+  uint8_t* steps = out + kPanelHead;
+  for (size_t b = 0; b < nblocks; ++b) {
+    __m256i v[kPanelRows];
+    for (int l = 0; l < kPanelRows; ++l) {
+      if (src[l] == nullptr) {
+        v[l] = _mm256_setzero_si256();
+        continue;
       }
-      TransposeWords8x8(v, reinterpret_cast<__m256i*>(dst + b * kQK8_0 * kGroup));
+      const uint8_t* blk = src[l] + b * sizeof(BlockQ8_0);
+      // 16 row streams from memory when a call packs (batched decode of an unrepacked matrix).
+      if (b % 2 == 0) hwy::Prefetch(blk + 256);
+      v[l] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk));
+      // sum of the row's values: vpmaddubsw with u8 ones (exact: |2 * 128| fits i16).
+      sums[l] =
+          _mm256_add_epi32(sums[l], _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, v[l]), ones16));
     }
-    for (int l = 0; l < kGroup; ++l) {
-      HWY_ALIGN int32_t s[8];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(s), sums[l]);
-      colsum[g * kGroup + l] = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+    __m256i lo[8], hi[8];  // step q of the block: [8 rows][4 bytes]
+    TransposeWords8x8(v, lo);
+    TransposeWords8x8(v + 8, hi);
+    for (int q = 0; q < 8; ++q) {
+      uint8_t* step = steps + (b * 8 + q) * 64;
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(step), lo[q]);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(step + 32), hi[q]);
     }
   }
+  for (int l = 0; l < kPanelRows; ++l) {
+    HWY_ALIGN int32_t t[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(t), sums[l]);
+    colsum[l] = t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
+  }
+  std::memcpy(out, dw, sizeof(dw));
+  std::memcpy(out + sizeof(dw), colsum, sizeof(colsum));
 }
 
-// R activation rows (u, rows k bytes apart) x C packed groups (b: group 0, groups 8 * k apart)
-// over all of K; writes outputs [0, cnt) of each row (cnt <= 8 * C) at c + r * c_stride.
-template <int R, int C>
-HWY_INLINE void Tile(const uint8_t* HWY_RESTRICT u, const float* sa, size_t k,
-                     const int8_t* HWY_RESTRICT b, const int32_t* colsum, const float* dw,
-                     const float* bias, int cnt, float* HWY_RESTRICT c, size_t c_stride) {
-  __m256i acc[R][C];
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < C; ++j) acc[r][j] = _mm256_setzero_si256();
+// R activation rows (from row i0) x S panels (panel[s] holding outputs [o[s], o[s] + 16), none
+// past n) over all of K (int32 needs no K blocking); output (i, j) at c[i * c_stride + j]. Per
+// step: 2 weight loads per panel, one broadcast per row, vpmaddubsw + vpmaddwd + vpaddd per (row,
+// 8 outputs). S R 2 <= 8 int32 accumulators (no spills: 8 + 2 S weights + broadcast + ones).
+template <int R, int S>
+HWY_INLINE void PanelTile(const Acts& a, int64_t i0, size_t k, const uint8_t* const* panel,
+                          const int64_t* o, int64_t n, const float* bias, float* HWY_RESTRICT c,
+                          size_t c_stride) {
+  __m256i acc[S][R][2];
+  for (int s = 0; s < S; ++s)
+    for (int r = 0; r < R; ++r) acc[s][r][0] = acc[s][r][1] = _mm256_setzero_si256();
   const __m256i ones = _mm256_set1_epi16(1);
+  const uint8_t* u = a.u + i0 * k;
   for (size_t kk = 0; kk < k; kk += 4) {
-    __m256i wv[C];
-    for (int j = 0; j < C; ++j) {
-      wv[j] =
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + j * kGroup * k + kk * kGroup));
-    }
-    for (int r = 0; r < R; ++r) {
-      int32_t a4;
-      std::memcpy(&a4, u + r * k + kk, 4);
-      const __m256i av = _mm256_set1_epi32(a4);
-      for (int j = 0; j < C; ++j) {
-        acc[r][j] =
-            _mm256_add_epi32(acc[r][j], _mm256_madd_epi16(_mm256_maddubs_epi16(av, wv[j]), ones));
+    for (int s = 0; s < S; ++s) {
+      const uint8_t* step = panel[s] + kPanelHead + kk * kPanelRows;
+      const __m256i w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(step));
+      const __m256i w1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(step + 32));
+      for (int r = 0; r < R; ++r) {
+        int32_t a4;
+        std::memcpy(&a4, u + r * k + kk, 4);
+        const __m256i av = _mm256_set1_epi32(a4);
+        acc[s][r][0] =
+            _mm256_add_epi32(acc[s][r][0], _mm256_madd_epi16(_mm256_maddubs_epi16(av, w0), ones));
+        acc[s][r][1] =
+            _mm256_add_epi32(acc[s][r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(av, w1), ones));
       }
     }
   }
-  for (int j = 0; j < C; ++j) {
-    const int n = std::min(kGroup, cnt - j * kGroup);
-    if (n <= 0) break;
-    const __m256i shift = _mm256_slli_epi32(
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(colsum + j * kGroup)), 6);
-    const __m256 d = _mm256_loadu_ps(dw + j * kGroup);
-    for (int r = 0; r < R; ++r) {
-      const __m256i isum = _mm256_sub_epi32(acc[r][j], shift);
-      StoreN(Finish8(isum, d, sa[r], bias ? bias + j * kGroup : nullptr, n),
-             c + r * c_stride + j * kGroup, n);
+  for (int s = 0; s < S; ++s) {
+    const float* dw = reinterpret_cast<const float*>(panel[s]);
+    const int32_t* colsum = reinterpret_cast<const int32_t*>(panel[s] + 64);
+    for (int j = 0; j < 2; ++j) {
+      const int64_t out = o[s] + j * kGroup;
+      const int cnt = static_cast<int>(std::min<int64_t>(kGroup, n - out));
+      if (cnt <= 0) break;
+      const __m256i shift = _mm256_slli_epi32(
+          _mm256_load_si256(reinterpret_cast<const __m256i*>(colsum + j * kGroup)), 6);
+      const __m256 d = _mm256_load_ps(dw + j * kGroup);
+      for (int r = 0; r < R; ++r) {
+        const __m256i isum = _mm256_sub_epi32(acc[s][r][j], shift);
+        StoreN(Finish8(isum, d, a.s[i0 + r], bias ? bias + out : nullptr, cnt),
+               c + (i0 + r) * c_stride + out, cnt);
+      }
     }
   }
 }
 
-template <int R, int C>
-HWY_INLINE void TileRows(int rows, const uint8_t* u, const float* sa, size_t k, const int8_t* b,
-                         const int32_t* colsum, const float* dw, const float* bias, int cnt,
-                         float* c, size_t c_stride) {
-  if constexpr (R > 1) {
-    if (rows < R) return TileRows<R - 1, C>(rows, u, sa, k, b, colsum, dw, bias, cnt, c, c_stride);
+// Rows [0, m) x the panels of outputs [n0, n1) (n0 a multiple of 16) of a panel matrix at base.
+//   m <= 4: every panel once for all rows; 4 panels at a time (4 streams through memory, as the
+//   Q8_0 panel decode) for one row, 2 for two, 1 for three or four (<= 8 accumulators).
+//   m > 4: slabs of panels (half of L2) read from memory once, then from L2 by every block of
+//   kR rows.
+void PanelRange(const Acts& a, int64_t m, const uint8_t* base, size_t k, int64_t n,
+                const float* bias, float* c, size_t c_stride, int64_t n0, int64_t n1) {
+  const size_t stride = PanelStride(k);
+  const int64_t p0 = n0 / kPanelRows, p1 = (n1 + kPanelRows - 1) / kPanelRows;
+  auto panel = [&](int64_t p) { return base + static_cast<size_t>(p) * stride; };
+  auto run = [&](auto rows_c, auto s_c, int64_t i0, const int64_t* ps) {
+    constexpr int kRows = decltype(rows_c)::value, kS = decltype(s_c)::value;
+    const uint8_t* pp[kS];
+    int64_t o[kS];
+    for (int s = 0; s < kS; ++s) {
+      pp[s] = panel(ps[s]);
+      o[s] = ps[s] * kPanelRows;
+    }
+    PanelTile<kRows, kS>(a, i0, k, pp, o, n, bias, c, c_stride);
+  };
+  using C1 = std::integral_constant<int, 1>;
+  using C2 = std::integral_constant<int, 2>;
+  using C3 = std::integral_constant<int, 3>;
+  using C4 = std::integral_constant<int, 4>;
+  if (m <= 4) {
+    const int64_t panels = p1 - p0;
+    const int64_t streams = m == 1 ? 4 : m == 2 ? 2 : 1;
+    const int64_t tiles = panels / streams;  // stream s: panels p0 + [s * tiles, (s + 1) * tiles)
+    for (int64_t t = 0; t < tiles; ++t) {
+      int64_t ps[4];
+      for (int64_t s = 0; s < streams; ++s) ps[s] = p0 + t + s * tiles;
+      switch (m) {
+        case 1:
+          run(C1{}, C4{}, 0, ps);
+          break;
+        case 2:
+          run(C2{}, C2{}, 0, ps);
+          break;
+        case 3:
+          run(C3{}, C1{}, 0, ps);
+          break;
+        default:
+          run(C4{}, C1{}, 0, ps);
+          break;
+      }
+    }
+    for (int64_t p = p0 + streams * tiles; p < p1; ++p) {
+      switch (m) {
+        case 1:
+          run(C1{}, C1{}, 0, &p);
+          break;
+        case 2:
+          run(C2{}, C1{}, 0, &p);
+          break;
+        case 3:
+          run(C3{}, C1{}, 0, &p);
+          break;
+        default:
+          run(C4{}, C1{}, 0, &p);
+          break;
+      }
+    }
+    return;
   }
-  if constexpr (C > 1) {
-    if (cnt <= (C - 1) * kGroup) {
-      return TileRows<R, C - 1>(rows, u, sa, k, b, colsum, dw, bias, cnt, c, c_stride);
+  const int64_t slab = std::max<int64_t>(1, static_cast<int64_t>(kSlabBytes / stride));
+  for (int64_t s0 = p0; s0 < p1; s0 += slab) {
+    const int64_t s1 = std::min(p1, s0 + slab);
+    for (int64_t i = 0; i < m; i += kR) {
+      for (int64_t p = s0; p < s1; ++p) {
+        switch (std::min<int64_t>(kR, m - i)) {
+          case 1:
+            run(C1{}, C1{}, i, &p);
+            break;
+          case 2:
+            run(C2{}, C1{}, i, &p);
+            break;
+          case 3:
+            run(C3{}, C1{}, i, &p);
+            break;
+          default:
+            run(C4{}, C1{}, i, &p);
+            break;
+        }
+      }
     }
   }
-  Tile<R, C>(u, sa, k, b, colsum, dw, bias, cnt, c, c_stride);
+}
+
+MatRef ToPanels(const MatRef& w, void* dst, ThreadPool* pool) {
+  SI_CHECK(PanelBytes(w) > 0) << "to_panels: not a row-major int8_rows matrix";
+  const size_t stride = PanelStride(static_cast<size_t>(w.cols));
+  return RepackPanels(w, dst, stride, pool, [&](int64_t t, uint8_t* panel) {
+    const int64_t row0 = t * kPanelRows;
+    PackPanel(w, row0, std::min(kPanelRows, w.rows - row0), panel);
+  });
 }
 
 // ---- Decode: one activation row, weights read once in their file layout, 4 row streams (as the
@@ -264,35 +381,34 @@ void DecodeRange(const int8_t* q, float sa, const MatRef& w, const float* bias, 
   }
 }
 
-// Rows [0, m) x outputs [n0, n1). m < kR: one decode pass per row (reads the weights m times; the
-// packing would cost about as much as the m-row product).
+// Rows [0, m) x outputs [n0, n1) (n0 a multiple of 16).
+//   Panel matrix: PanelRange.
+//   Row-major, m < 4: one decode pass per row over the stored rows (memory bound; packing would
+//   cost about as much as the m-row product).
+//   Row-major, m >= 4: each slab of rows packed into panels per call, then PanelRange.
 void Range(const Acts& a, int64_t m, const MatRef& w, const float* bias, float* c, int64_t n0,
            int64_t n1) {
   const size_t k = static_cast<size_t>(w.cols);
   const size_t n = static_cast<size_t>(w.rows);
+  if (w.panels16) {
+    return PanelRange(a, m, static_cast<const uint8_t*>(w.data), k, w.rows, bias, c, n, n0, n1);
+  }
   if (m < kR) {
     for (int64_t i = 0; i < m; ++i) DecodeRange(a.q + i * k, a.s[i], w, bias, c + i * n, n0, n1);
     return;
   }
-  constexpr int64_t kTileN = kC * kGroup;
-  const int64_t slab = SlabRows(k, kTileN);
-  thread_local std::vector<int8_t> packed_buf;
-  thread_local std::vector<int32_t> colsum_buf;
-  thread_local std::vector<float> dw_buf;
-  int8_t* packed = Scratch(packed_buf, slab * k);
-  int32_t* colsum = Scratch(colsum_buf, slab);
-  float* dw = Scratch(dw_buf, slab);
-  for (int64_t s0 = n0; s0 < n1; s0 += slab) {
-    const int64_t nr = std::min(slab, n1 - s0);
-    PackSlab(w, s0, nr, k, packed, colsum, dw);
-    for (int64_t i = 0; i < m; i += kR) {
-      const int rows = static_cast<int>(std::min<int64_t>(kR, m - i));
-      for (int64_t j = 0; j < nr; j += kTileN) {
-        const int cnt = static_cast<int>(std::min(kTileN, nr - j));
-        TileRows<kR, kC>(rows, a.u + i * k, a.s + i, k, packed + j * k, colsum + j, dw + j,
-                         bias ? bias + s0 + j : nullptr, cnt, c + i * n + s0 + j, n);
-      }
+  SI_CHECK(n0 % kPanelRows == 0) << n0;
+  const size_t stride = PanelStride(k);
+  const int64_t slab_panels = std::max<int64_t>(1, static_cast<int64_t>(kSlabBytes / stride));
+  thread_local AlignedScratch buf;  // [slab_panels] panels
+  uint8_t* packed = reinterpret_cast<uint8_t*>(
+      buf.Get((slab_panels * stride + sizeof(float) - 1) / sizeof(float)));
+  for (int64_t s0 = n0; s0 < n1; s0 += slab_panels * kPanelRows) {
+    const int64_t nr = std::min(slab_panels * kPanelRows, n1 - s0);
+    for (int64_t r = 0; r < nr; r += kPanelRows) {
+      PackPanel(w, s0 + r, std::min(kPanelRows, nr - r), packed + r / kPanelRows * stride);
     }
+    PanelRange(a, m, packed, k, nr, bias ? bias + s0 : nullptr, c + s0, n, 0, nr);
   }
 }
 

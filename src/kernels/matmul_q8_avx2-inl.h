@@ -180,7 +180,7 @@ void PackPanel(const MatRef& w, int64_t row0, int64_t nrows, uint8_t* out) {
 
 MatRef ToPanels(const MatRef& w, void* dst, ThreadPool* pool) {
   SI_CHECK(PanelBytes(w) > 0) << "to_panels: not a row-major Q8_0 matrix";
-  return RepackPanels(w, dst, pool, [&](int64_t t, uint8_t* panel) {
+  return RepackPanels(w, dst, kPanelRows * w.row_bytes(), pool, [&](int64_t t, uint8_t* panel) {
     const int64_t row0 = t * kPanelRows;
     PackPanel(w, row0, std::min(kPanelRows, w.rows - row0), panel);
   });

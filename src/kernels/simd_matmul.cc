@@ -11,11 +11,11 @@
 //      with an R x C register tile (R A rows x C weight rows, one vector accumulator per output);
 //      f32/f16/bf16 prefill also splits K into chunks of 1024 (see FloatRange). Decode (M = 1) is
 //      the same code with R = 1: each weight byte is read exactly once.
-//   Two packed GEMMs put the OUTPUTS in the vector lanes instead (weights transposed into an L2
-//   slab per call): per-channel int8 (matmul_int8-inl.h; SSE4 runs the reference) and Q8_0 on AVX2
-//   (matmul_q8_avx2-inl.h); their decode GEMVs do the same arithmetic per output. On AVX2, f32 /
-//   f16 / bf16 matrices the engine repacked into 16-output panels (Kernels::to_panels) run a 6 x 16
-//   broadcast GEMM and a panel GEMV (matmul_f32_avx2-inl.h), also outputs in the lanes.
+//   The panel kernels put the OUTPUTS in the vector lanes instead, over weights in 16-output panels
+//   (repacked once by Kernels::to_panels on AVX2, or a slab per call for row-major matrices):
+//   per-channel int8 (matmul_int8-inl.h; SSE4 runs the reference), Q8_0 on AVX2
+//   (matmul_q8_avx2-inl.h), and f32 / f16 / bf16 on AVX2 (a 6 x 16 broadcast GEMM and a panel
+//   GEMV, matmul_f32_avx2-inl.h); their decode paths do the same arithmetic per output.
 // Determinism: every output C[m, n] is one accumulator (a vector reduced by the same SumOfLanes,
 // or one lane) updated over K in the same order with the same ops, whatever R, C, the K or N
 // chunking or the thread: the result depends only on (A row m, W row n, bias[n]) and the target.
@@ -142,17 +142,18 @@ void ForEachRow(int64_t m, ThreadPool* pool, const Fn& fn) {
   pool->Run(m, [&](int64_t i, int) { fn(i); });
 }
 
-// The panel matrix over dst of row-major w (MatRef::panels16): panel t, rows 16 t .. 16 t + 15, in
-// the 16 rows' bytes at dst + 16 t * row_bytes, written by pack(t, panel) for every t in parallel.
-// Each table's layout inside a panel is its own (matmul_f32_avx2-inl.h, matmul_q8_avx2-inl.h).
+// The panel matrix over dst of row-major w (MatRef::panels16): panel t, rows 16 t .. 16 t + 15, at
+// dst + t * stride (f32 / Q8_0: the 16 rows' bytes), written by pack(t, panel) for every t in
+// parallel. Each layout inside a panel is its own (matmul_f32_avx2-inl.h, matmul_q8_avx2-inl.h,
+// matmul_int8-inl.h).
 template <class PackFn>
-MatRef RepackPanels(const MatRef& w, void* dst, ThreadPool* pool, const PackFn& pack) {
+MatRef RepackPanels(const MatRef& w, void* dst, size_t stride, ThreadPool* pool,
+                    const PackFn& pack) {
   MatRef p = w;
   p.data = dst;
   p.panels16 = true;
-  ForEachRow((w.rows + kPanelOutputs - 1) / kPanelOutputs, pool, [&](int64_t t) {
-    pack(t, static_cast<uint8_t*>(dst) + t * kPanelOutputs * w.row_bytes());
-  });
+  ForEachRow((w.rows + kPanelOutputs - 1) / kPanelOutputs, pool,
+             [&](int64_t t) { pack(t, static_cast<uint8_t*>(dst) + t * stride); });
   return p;
 }
 
@@ -869,10 +870,12 @@ void MatMulMultiVnni(const float* a, int64_t m, int count, const MatRef* w,
 
 #if HWY_TARGET == HWY_AVX2
 int64_t PanelBytes(const MatRef& w) {
-  return w.type == DType::kQ8_0 ? q8avx2::PanelBytes(w) : f32avx2::PanelBytes(w);
+  if (w.type != DType::kQ8_0) return f32avx2::PanelBytes(w);
+  return w.int8_rows ? i8rows::PanelBytes(w) : q8avx2::PanelBytes(w);
 }
 MatRef ToPanels(const MatRef& w, void* dst, ThreadPool* pool) {
-  return w.type == DType::kQ8_0 ? q8avx2::ToPanels(w, dst, pool) : f32avx2::ToPanels(w, dst, pool);
+  if (w.type != DType::kQ8_0) return f32avx2::ToPanels(w, dst, pool);
+  return w.int8_rows ? i8rows::ToPanels(w, dst, pool) : q8avx2::ToPanels(w, dst, pool);
 }
 #endif
 

@@ -63,6 +63,8 @@ Status Engine::PrepareWeights(bool repack) {
   }
   output_ = model_->OutputMatrix().mat;
   if (!config().is_encoder() && model_->OutputMatrix().present()) all.push_back(&output_);
+  matmul_bytes_ = 0;
+  for (const MatRef* w : all) matmul_bytes_ += w->rows * w->row_bytes();
   if (!repack || k_->panel_bytes == nullptr) return Status::Ok();
   auto rounded = [](int64_t bytes) { return (bytes + 63) / 64 * 64; };
   int64_t total = 0;
@@ -80,6 +82,7 @@ Status Engine::PrepareWeights(bool repack) {
     if (bytes == 0) continue;
     const MatRef stored = *w;
     *w = k_->to_panels(stored, p, pool_.get());
+    matmul_bytes_ += bytes - stored.rows * stored.row_bytes();
     p += rounded(bytes);
     // The stored rows are not read again by this engine (the token embedding, which get_rows reads,
     // is never repacked): give their pages back so that resident memory stays about one copy.

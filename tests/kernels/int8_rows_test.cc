@@ -74,6 +74,15 @@ void CheckExact(const Kernels& kern, int64_t m, int64_t n, int64_t k, bool with_
     ASSERT_EQ(0, std::memcmp(&ref[i], &out[1 + i], 4))
         << "at (" << i / n << ", " << i % n << "): " << out[1 + i] << " vs " << ref[i];
   }
+  // The same matrix repacked into the table's panels (AVX2): the same bits.
+  if (kern.panel_bytes == nullptr || kern.panel_bytes(w.ref) == 0) return;
+  const test::PanelMatrix p = test::MakePanels(kern, w.ref, pool);
+  std::fill(out.begin(), out.end(), NAN);
+  kern.matmul(a, m, p.ref, b, out.data() + 1, pool);
+  for (int64_t i = 0; i < m * n; ++i) {
+    ASSERT_EQ(0, std::memcmp(&ref[i], &out[1 + i], 4))
+        << "panels, at (" << i / n << ", " << i % n << "): " << out[1 + i] << " vs " << ref[i];
+  }
 }
 
 TEST(Int8Rows, ReferenceIsTheIntegerDotProduct) {
@@ -149,7 +158,7 @@ TEST(Int8Rows, AllTargetsExactLongRowsSlabsAndThreads) {
     for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool2, &pool3}) {
       for (int64_t kdim : {4096 + 32, 2048 + 96}) {
         for (int64_t n : {1, 23, 200}) {
-          for (int64_t m : {1, 4, 7, 33}) {
+          for (int64_t m : {1, 2, 3, 4, 7, 16, 33}) {
             CheckExact(*k, m, n, kdim, true, p, static_cast<uint32_t>(kdim + n + m));
             if (HasFatalFailure()) return;
           }
@@ -173,6 +182,15 @@ TEST(Int8Rows, FusedEqualsSeparateAndMixedGroupsStaySeparate) {
         SCOPED_TRACE(testing::Message() << k->name << " mixed=" << mixed << " m=" << m);
         const std::vector<float> a = RandomFloats(m * kK, 14 + m);
         EXPECT_EQ(test::MultiVsSeparate(*k, a.data(), m, 3, mats, biases, &pool), "");
+      }
+      if (k->panel_bytes == nullptr || mixed) continue;
+      // Panel matrices fused (Q/K/V, gate/up of a repacked model) == separate calls.
+      const test::PanelMatrix p0 = test::MakePanels(*k, w0.ref), p1 = test::MakePanels(*k, w1.ref);
+      const MatRef pmats[3] = {p0.ref, p1.ref, p0.ref};
+      for (int64_t m : {1, 2, 6}) {
+        SCOPED_TRACE(testing::Message() << k->name << " panels m=" << m);
+        const std::vector<float> a = RandomFloats(m * kK, 24 + m);
+        EXPECT_EQ(test::MultiVsSeparate(*k, a.data(), m, 3, pmats, biases, &pool), "");
       }
     }
   }

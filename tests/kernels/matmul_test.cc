@@ -279,9 +279,9 @@ TEST(MatMulPanels, MatchReference) {
     }
     const test::TestMatrix q4 = MakeMatrix(DType::kQ4_0, 16, 64, 1);
     EXPECT_EQ(k->panel_bytes(q4.ref), 0) << "Q4_0 runs as stored";
-    test::TestMatrix rows = MakeMatrix(DType::kQ8_0, 16, 64, 1);
-    rows.ref.int8_rows = true;
-    EXPECT_EQ(k->panel_bytes(rows.ref), 0) << "per-channel int8 runs as stored";
+    test::TestMatrix rows = MakeMatrix(DType::kQ8_0, 17, 64, 1);
+    rows.ref.int8_rows = true;  // int8_rows panels: 128 header bytes + 16 K per 16 outputs
+    EXPECT_EQ(k->panel_bytes(rows.ref), 2 * (128 + 16 * 64)) << "per-channel int8 panels";
   }
 }
 

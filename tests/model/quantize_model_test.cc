@@ -2,16 +2,18 @@
 // per-channel encoding, the accuracy of the quantized model's logits against the f32 model, fallbacks and
 // errors. That llama.cpp loads the files and computes the same logits was checked outside the suite (see
 // docs/kernels.md, "k-quants").
+#include "si/model/quantize_model.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
-#include "test_models.h"
 #include "si/model/loader.h"
-#include "si/model/quantize_model.h"
 #include "si/runtime/engine.h"
+#include "test_models.h"
 
 namespace si {
 namespace {
@@ -120,6 +122,34 @@ TEST(QuantizeModel, Int8HasOneScalePerOutputChannel) {
   ASSERT_TRUE(back.ok()) << back.status().message();
   EXPECT_FALSE((*back)->gguf().Has(kInt8PerChannelKey));
   EXPECT_FALSE((*back)->W(Role::kWup, 2).mat.int8_rows);
+}
+
+// The engine repacks int8 matmul weights into its table's panels (AVX2): a different layout, the
+// same integer dot products, so prefill (every logit) and decode give the stored rows' bits.
+TEST(QuantizeModel, Int8PanelsGiveTheStoredRowsBits) {
+  const std::string src = testing::TinyModelPath(Arch::kLlama, DType::kF32, kDims);
+  auto q = Model::Load(Quantized(src, QuantScheme::kInt8));
+  ASSERT_TRUE(q.ok());
+  const std::shared_ptr<const Model> model = std::move(*q);
+  const std::vector<int32_t> prompt = {1, 7, 42, 99, 3, 250, 17};
+  std::vector<float> out[2];
+  for (bool repack : {true, false}) {
+    auto e = Engine::Create(model, {.num_threads = 2, .repack_weights = repack});
+    ASSERT_TRUE(e.ok());
+    const int seq = (*e)->NewSequence();
+    std::vector<float> logits;
+    SeqTokens st{seq, prompt, true};
+    ASSERT_TRUE((*e)->Forward({&st, 1}, &logits).ok());
+    out[repack] = logits;
+    const int32_t next[] = {5, 11};
+    for (int32_t t : next) {
+      SeqTokens d{seq, {&t, 1}, false};
+      ASSERT_TRUE((*e)->Forward({&d, 1}, &logits).ok());
+      out[repack].insert(out[repack].end(), logits.begin(), logits.end());
+    }
+  }
+  ASSERT_EQ(out[0].size(), out[1].size());
+  EXPECT_EQ(0, std::memcmp(out[0].data(), out[1].data(), out[0].size() * sizeof(float)));
 }
 
 // A file that claims per-channel int8 but has a row whose blocks differ in scale is refused by name

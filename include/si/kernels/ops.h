@@ -45,10 +45,14 @@ struct MatRef {
   // (the distributed engine's gathered shards) still computes the Q8_0 product of the same weights.
   bool int8_rows = false;
   // The weights are in 16-output panels, made by Kernels::to_panels of the table that runs them;
-  // panel t holds rows 16 t .. 16 t + 15 (zero past `rows`) in 16 * row_bytes() bytes.
+  // panel t holds rows 16 t .. 16 t + 15 (zero past `rows`), in 16 * row_bytes() bytes unless
+  // said otherwise below.
   //   F32/F16/BF16: element (n, k) at ((n / 16) * cols + k) * 16 + n % 16.
   //   Q8_0 (AVX2): block b of panel t at (t * cols / 32 + b) * 544 bytes: the 16 fp16 scales, then
   //   8 steps of 4 k, [rows 0..7][4 bytes] and [rows 8..15][4 bytes] (matmul_q8_avx2-inl.h).
+  //   Q8_0 with int8_rows (AVX2): panel t at t * (128 + 16 cols) bytes, NOT 16 row_bytes(): 16 f32
+  //   row scales, 16 int32 row sums, then cols / 4 steps of [rows 0..7][4 bytes], [rows 8..15][4
+  //   bytes] (matmul_int8-inl.h).
   // row() is meaningless then; only that table's matmul / matmul_multi accept such a matrix.
   bool panels16 = false;
   int64_t row_bytes() const { return DTypeRowBytes(type, cols); }

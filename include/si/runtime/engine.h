@@ -69,6 +69,11 @@ class Engine {
   // Encoder models (bert): final hidden states [num_tokens, model_dim] for one sequence of tokens.
   Status Encode(std::span<const int32_t> tokens, std::vector<float>* hidden);
 
+  // Bytes of the matmul weights as this engine reads them, each once per decode step: the stored
+  // rows, or their panel copies (int8 rows: 6% fewer bytes than stored; f32 / Q8_0: the same, plus
+  // zero rows up to a multiple of 16 outputs).
+  int64_t matmul_bytes() const { return matmul_bytes_; }
+
   OpTimes& op_times() { return times_; }
   void set_profile(bool on) { profile_ = on; }
 
@@ -100,14 +105,15 @@ class Engine {
   bool profile_ = false;
 
   // The matmul weights as the kernels run them: the model's matrices, or their copies in the
-  // table's panel layout (Kernels::to_panels; f32 / f16 / bf16 on AVX2), which live in
-  // panel_storage_.
+  // table's panel layout (Kernels::to_panels; f32 / f16 / bf16, Q8_0 and int8 rows on AVX2),
+  // which live in panel_storage_.
   std::vector<std::array<MatRef, kNumRoles>> mats_;  // [layer][role]
   MatRef output_;                                    // the output projection
   struct FreeDeleter {
     void operator()(void* p) const { std::free(p); }
   };
   std::unique_ptr<uint8_t, FreeDeleter> panel_storage_;
+  int64_t matmul_bytes_ = 0;
 
   // Activations, resized per batch (capacity is kept). Shapes in rows of the batch's num_tokens.
   std::vector<int32_t> ids_, pos_;       // [num_tokens]

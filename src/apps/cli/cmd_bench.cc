@@ -186,7 +186,6 @@ int Run(const Options& o) {
   const DType wtype = model->W(Role::kWdown, 0).mat.type;
   int64_t model_bytes = 0;
   for (const auto& [t, b] : model->bytes_by_type()) model_bytes += b;
-  const int64_t weight_bytes = model->matmul_weight_bytes();
 
   std::vector<TestResult> results;
   for (int32_t t_req : *threads) {
@@ -275,10 +274,11 @@ int Run(const Options& o) {
         r.sampling += sampling;
       }
       r.tps = Summarize(tps);
-      // Bytes read per step: every matmul weight once, plus the K and V cache of each sequence (average
-      // context over the run: 1 + gen/2 positions), f32.
+      // Bytes read per step: every matmul weight once as the engine holds it
+      // (Engine::matmul_bytes), plus the K and V cache of each sequence (average context over the
+      // run: 1 + gen/2 positions), f32.
       const double kv = 2.0 * c.num_layers * c.kv_dim() * 4.0 * (1.0 + o.gen / 2.0) * o.batch;
-      r.bytes_per_step = static_cast<double>(weight_bytes) + kv;
+      r.bytes_per_step = static_cast<double>(e.matmul_bytes()) + kv;
       const double steps_per_s = r.tps.median / o.batch;
       r.mbu = r.bytes_per_step * steps_per_s / rp->mem_bw;
       r.mfu = 2.0 * (layer_params + out_params) * r.tps.median / peak;
