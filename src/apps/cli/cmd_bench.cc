@@ -35,12 +35,12 @@ Stats Summarize(std::vector<double> v) {
 struct TestResult {
   std::string test;
   int threads = 0, batch = 0;
-  Stats tps;               // tokens/s
+  Stats tps{};             // tokens/s
   double mfu = 0, mbu = 0; // fractions, at the median
   double peak = 0, bw = 0;
-  std::string peak_kind;
+  std::string peak_kind{};
   double bytes_per_step = 0, bw_bound = 0, compute_bound = 0;  // tg only, tokens/s
-  OpTimes times;           // summed over the timed repeats
+  OpTimes times{};                                             // summed over the timed repeats
   double sampling = 0;
 };
 
@@ -213,7 +213,7 @@ int Run(const Options& o) {
     for (int i = 0; i < o.prompt; ++i) prompt[i] = static_cast<int32_t>((i * 7919 + 13) % c.vocab_size);
 
     if (o.prompt > 0) {
-      TestResult r{"pp" + std::to_string(o.prompt), nt, o.batch};
+      TestResult r{.test = "pp" + std::to_string(o.prompt), .threads = nt, .batch = o.batch};
       std::vector<double> tps;
       for (int rep = -1; rep < o.reps; ++rep) {  // rep -1: warm-up
         std::vector<int> seqs;
@@ -242,7 +242,7 @@ int Run(const Options& o) {
       results.push_back(r);
     }
     if (o.gen > 0) {
-      TestResult r{"tg" + std::to_string(o.gen), nt, o.batch};
+      TestResult r{.test = "tg" + std::to_string(o.gen), .threads = nt, .batch = o.batch};
       std::vector<double> tps;
       for (int rep = -1; rep < o.reps; ++rep) {
         std::vector<int> seqs;
