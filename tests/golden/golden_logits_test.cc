@@ -153,7 +153,9 @@ TEST_P(GoldenLogits, PrefillAndGreedyMatchLlamaCpp) {
       for (int64_t j = 0; j < ncols; ++j) mine[j] = logits[t * V + columns[j]];
       worst_cols = std::max(worst_cols, RelErr(mine.data(), &cols[t * ncols], ncols));
     }
-    if (tol.rel < 1e29) EXPECT_LE(worst_cols, tol.rel) << "cols rel error";
+    if (tol.rel < 1e29) {
+      EXPECT_LE(worst_cols, tol.rel) << "cols rel error";
+    }
 
     // Full rows at the stored positions.
     const std::vector<float> full = LoadF32(dir + "/" + p["logits_file"].get<std::string>());
@@ -168,7 +170,9 @@ TEST_P(GoldenLogits, PrefillAndGreedyMatchLlamaCpp) {
       EXPECT_LE(kl, tol.max_kl) << "KL at position " << positions[r];
       EXPECT_GE(Overlap(TopK(mine, V, 5), TopK(theirs, V, 5)), tol.min_top5) << "top-5 at " << positions[r];
     }
-    if (tol.rel < 1e29) EXPECT_LE(worst_full, tol.rel) << "full-row rel error";
+    if (tol.rel < 1e29) {
+      EXPECT_LE(worst_full, tol.rel) << "full-row rel error";
+    }
     EXPECT_LE(sum_kl / positions.size(), tol.mean_kl) << "mean KL";
 
     // Argmax, top-k logits and logsumexp at every position.
