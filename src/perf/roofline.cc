@@ -118,37 +118,68 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) double VnniProbe(int64_t 
   return 2.0 * 64 * 8 * static_cast<double>(iters);
 }
 
-// The AVX2 int8 loops of Avx2Int8Probe (declared in roofline.h). 8 chains, each with its own weight
-// operand: with one shared operand the compiler computes the product once per round and only the
-// adds remain (an earlier version of the roofline probe measured 2.1x the true rate so).
+// The AVX2 int8 loops of Avx2Int8Probe (declared in roofline.h): 8 independent int32 chains, each
+// with its own product per round (with one shared operand the compiler computes the product once
+// and only the adds remain: an earlier probe measured 2.1x the true rate so). The weights are read
+// from L1 every round, as the kernels' tiles read theirs, so that the loop fits the 16 ymm
+// registers. Until 2026-12-03 both loops held 8 weights in registers (18 ymm): GCC kept the weights
+// and two accumulators on the stack and the probe read 136 GOP/s on one thread while the int8 panel
+// GEMM ran 172 (1.1B pp512), and the Q8_0 block loop converted and scaled every product (the
+// kernels do it once per 8 products, per block of 32 k) and read below batched decode's rate.
+//   plain (int8 rows): per product vpmaddubsw + vpmaddwd + vpaddd.
+//   Q8_0 block: the panel tile's mix, 2 weight vectors x 4 activation rows per round: vpabsb per
+//   weight, vpsignb + vpmaddubsw + vpmaddwd + vpaddd per product, and every 8 rounds (a block) one
+//   convert + multiply of the scales + FMA per chain into an f32 accumulator.
 template <bool kBlock>
 __attribute__((target("avx2,fma"))) double Avx2Int8Loop(int64_t iters, float* sink) {
-  __m256i w[8], acc[8];
-  __m256 facc[8];
-  for (int i = 0; i < 8; ++i) {
-    w[i] = _mm256_set1_epi8(static_cast<char>(i + 1));
-    acc[i] = _mm256_setzero_si256();
-    facc[i] = _mm256_setzero_ps();
-  }
-  __m256i a = _mm256_set1_epi8(3);
+  alignas(32) int8_t wbuf[8][32];
+  for (int i = 0; i < 8; ++i)
+    for (int j = 0; j < 32; ++j) wbuf[i][j] = static_cast<int8_t>((i + 1) * (j % 2 ? 1 : -1));
+  const int8_t* wp = &wbuf[0][0];
   const __m256i ones = _mm256_set1_epi16(1);
-  const __m256 scale = _mm256_set1_ps(0.5f);
-  for (int64_t it = 0; it < iters; ++it) {
-    for (int i = 0; i < 8; ++i) {
-      if constexpr (kBlock) {
-        const __m256i d = _mm256_madd_epi16(
-            _mm256_maddubs_epi16(_mm256_abs_epi8(w[i]), _mm256_sign_epi8(a, w[i])), ones);
-        facc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, facc[i]);
-      } else {
-        acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(_mm256_maddubs_epi16(w[i], a), ones));
+  __m256i acc[8];
+  for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_si256();
+  float s = 0.0f;
+  if constexpr (!kBlock) {
+    __m256i a = _mm256_set1_epi8(3);
+    for (int64_t it = 0; it < iters; ++it) {
+      for (int i = 0; i < 8; ++i) {
+        const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(wp + i * 32));
+        acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(_mm256_maddubs_epi16(a, w), ones));
+      }
+      // A new operand every round (the products stay in the loop), and the weights re-read.
+      __asm__ volatile("" : "+x"(a), "+r"(wp));
+    }
+  } else {
+    alignas(32) float facc[8][8] = {};
+    alignas(32) const float ds[8] = {0.5f, 0.25f, 0.5f, 0.25f, 0.5f, 0.25f, 0.5f, 0.25f};
+    __m256i a[4];
+    for (int r = 0; r < 4; ++r) a[r] = _mm256_set1_epi8(static_cast<char>(3 + r));
+    iters = (iters + 7) / 8 * 8;
+    for (int64_t it = 0; it < iters; ++it) {
+      for (int j = 0; j < 2; ++j) {
+        const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(wp + j * 32));
+        const __m256i wabs = _mm256_abs_epi8(w);
+        for (int r = 0; r < 4; ++r) {
+          acc[r * 2 + j] = _mm256_add_epi32(
+              acc[r * 2 + j],
+              _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(a[r], w)), ones));
+        }
+      }
+      __asm__ volatile("" : "+x"(a[0]), "+x"(a[1]), "+x"(a[2]), "+x"(a[3]), "+r"(wp));
+      if (it % 8 == 7) {  // end of a block: the scales, once per chain
+        const __m256 d = _mm256_load_ps(ds);
+        for (int i = 0; i < 8; ++i) {
+          const __m256 sc = _mm256_mul_ps(d, _mm256_set1_ps(0.125f * static_cast<float>(i + 1)));
+          _mm256_store_ps(facc[i],
+                          _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i]), sc, _mm256_load_ps(facc[i])));
+          acc[i] = _mm256_setzero_si256();
+        }
       }
     }
-    __asm__ volatile("" : "+x"(a));  // a new operand every round: the products stay in the loop
+    for (int i = 0; i < 8; ++i) s += facc[i][0];
   }
-  float s = 0.0f;
-  for (int i = 0; i < 8; ++i) {
-    s += kBlock ? _mm256_cvtss_f32(facc[i]) : static_cast<float>(_mm256_extract_epi32(acc[i], 0));
-  }
+  for (int i = 0; i < 8; ++i) s += static_cast<float>(_mm256_extract_epi32(acc[i], 0));
   *sink += s;
   return 2.0 * 32 * 8 * static_cast<double>(iters);
 }
