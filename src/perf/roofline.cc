@@ -330,7 +330,7 @@ Roofline MeasureRoofline(int max_threads) {
 
 std::string RooflineToJson(const Roofline& r) {
   nlohmann::json j;
-  j["version"] = 1;
+  j["version"] = r.probe_version;
   j["cpu"] = r.cpu;
   j["measured_at"] = r.measured_at;
   j["mem_capacity_bytes"] = r.mem_capacity_bytes;
@@ -363,6 +363,7 @@ Result<Roofline> RooflineFromJson(const std::string& text) {
   if (j.is_discarded() || !j.is_object()) return CorruptError("roofline file is not valid JSON");
   try {
     Roofline r;
+    r.probe_version = j.value("version", 0);
     r.cpu = j.value("cpu", "");
     r.measured_at = j.value("measured_at", "");
     r.mem_capacity_bytes = j.value("mem_capacity_bytes", int64_t{0});
@@ -397,7 +398,10 @@ Result<Roofline> LoadOrMeasureRoofline(int max_threads, bool refresh, bool* meas
     auto r = RooflineFromJson(*text);
     if (!r.ok()) return r.status().WithContext(path + " (run 'scaleinfer roofline --refresh')");
     const int have = r->points.back().threads;
-    if (max_threads <= 0 || have >= max_threads) return r;
+    // A cache from older probes is stale (their int8 peaks were wrong): measure again.
+    if (r->probe_version == kRooflineProbeVersion && (max_threads <= 0 || have >= max_threads)) {
+      return r;
+    }
   }
   Roofline r = MeasureRoofline(max_threads);
   std::error_code ec;

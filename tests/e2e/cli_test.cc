@@ -19,10 +19,11 @@ struct Out {
   std::string out, err;
 };
 
-Out RunCli(const std::string& args) {
+// env: "NAME=value " assignments put before the command (empty: none).
+Out RunCli(const std::string& args, const std::string& env = "") {
   const std::string dir = ::testing::TempDir();
   const std::string err_file = dir + "/cli_stderr.txt";
-  const std::string cmd = std::string(SI_BINARY) + " " + args + " 2>" + err_file;
+  const std::string cmd = env + std::string(SI_BINARY) + " " + args + " 2>" + err_file;
   FILE* p = popen(cmd.c_str(), "r");
   Out o;
   std::array<char, 4096> buf;
@@ -121,6 +122,29 @@ TEST_F(Cli, BadInputGivesOneClearError) {
   std::ifstream keep(dir_ + "/keep.gguf");
   std::string kept((std::istreambuf_iterator<char>(keep)), std::istreambuf_iterator<char>());
   EXPECT_EQ(kept, "precious");
+}
+
+// A roofline cache written by older probes (version 1: int8 peaks 1.4x too low) is measured again,
+// not reused; the new cache says which probes wrote it, and is then reused.
+TEST(CliRoofline, StaleCacheIsMeasuredAgain) {
+  const std::string home = ::testing::TempDir() + "/si_roofline_cache";
+  std::filesystem::create_directories(home + "/scaleinfer");
+  const std::string path = home + "/scaleinfer/roofline.json";
+  {
+    std::ofstream f(path);
+    f << R"({"version": 1, "cpu": "old", "measured_at": "2026-01-01T00:00:00Z",
+             "threads": [{"threads": 1, "mem_bw": 1e10, "peak_flops": {"f32": 1e11, "int8_avx2": 1}}]})";
+  }
+  const std::string env = "XDG_CACHE_HOME=" + home + " ";
+  Out o = RunCli("roofline --threads 1 --json", env);
+  ASSERT_EQ(o.code, 0) << o.err;
+  auto j = nlohmann::json::parse(o.out);
+  EXPECT_EQ(j["version"].get<int>(), 2);
+  EXPECT_NE(j["measured_at"].get<std::string>(), "2026-01-01T00:00:00Z");
+  EXPECT_NE(j["threads"][0]["peak_flops"]["f32"].get<double>(), 1e11);
+  Out again = RunCli("roofline --threads 1", env);
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_NE(again.out.find("cached"), std::string::npos) << again.out;
 }
 
 TEST(CliGolden, TokenizeMatchesLlamaTokenizeAndEmbedPrints) {

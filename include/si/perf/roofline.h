@@ -18,7 +18,12 @@ struct RooflinePoint {
                                              // dot), "int8_avx2" (vpmaddubsw + vpmaddwd): ops/s
 };
 
+// The probes' revision, written to the cache: a cache written by other probes is measured again
+// (2: the AVX2 int8 probes read their weights from L1; version 1 read int8 1.4x too low).
+inline constexpr int kRooflineProbeVersion = 2;
+
 struct Roofline {
+  int probe_version = kRooflineProbeVersion;  // of the probes that measured it
   std::string cpu;
   std::string measured_at;  // ISO 8601 UTC
   int64_t mem_capacity_bytes = 0;
