@@ -86,10 +86,16 @@ std::string ShareMachineBetweenRanks(int threads, analysis::HardwareSpec* hw) {
   const RooflinePoint* mine = roof->AtThreads(std::min(t, max_t));
   const RooflinePoint* host = roof->AtThreads(std::min(t * on_host, max_t));
   if (mine == nullptr || host == nullptr) return "";
+  // A cache from older probes: its int8 peaks are 1.4x too low (f32 and bandwidth are right). Read
+  // only here, so say so rather than measure.
+  const bool stale = roof->probe_version != kRooflineProbeVersion;
   for (const auto& [kind, v] : mine->peak_flops) hw->peak_flops[kind] = v;
   hw->mem_bw = host->mem_bw / on_host;
   return StrCat("; per rank: ", t, " thread(s), ", hw->peak_flops["f32"] / 1e9, " GFLOP/s f32, ",
-                hw->mem_bw / 1e9, " GB/s (", on_host, " rank(s) on this host share its bandwidth)");
+                hw->mem_bw / 1e9, " GB/s (", on_host, " rank(s) on this host share its bandwidth)",
+                stale ? "; the roofline cache predates the current int8 probes and its int8 peaks "
+                        "are too low (run scaleinfer roofline --refresh)"
+                      : "");
 }
 
 Result<std::unique_ptr<Session>> Session::Open(const std::string& path, const DistFlags& flags,
