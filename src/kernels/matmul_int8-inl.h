@@ -116,6 +116,19 @@ HWY_INLINE void TransposeWords8x8(const __m256i* v, __m256i* o) {
   _mm256_storeu_si256(o + 7, _mm256_permute2x128_si256(u3, u7, 0x31));
 }
 
+// The 32-byte quants of one block of 16 weight rows (v[l]: row l) -> its 8 steps of 4 k at out,
+// 64 bytes each: [rows 0..7][4 bytes], [rows 8..15][4 bytes]. The step layout of both panel
+// formats (this file's and matmul_q8_avx2-inl.h's).
+HWY_INLINE void StoreBlockSteps16(const __m256i* v, uint8_t* out) {
+  __m256i lo[8], hi[8];
+  TransposeWords8x8(v, lo);
+  TransposeWords8x8(v + 8, hi);
+  for (int q = 0; q < 8; ++q) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + q * 64), lo[q]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + q * 64 + 32), hi[q]);
+  }
+}
+
 int64_t PanelBytes(const MatRef& w) {
   if (w.type != DType::kQ8_0 || !w.int8_rows || w.panels16 || w.rows <= 0 || w.cols <= 0 ||
       static_cast<size_t>(w.cols) > kMaxK) {
@@ -155,14 +168,7 @@ void PackPanel(const MatRef& w, int64_t row0, int64_t nrows, uint8_t* out) {
       sums[l] =
           _mm256_add_epi32(sums[l], _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, v[l]), ones16));
     }
-    __m256i lo[8], hi[8];  // step q of the block: [8 rows][4 bytes]
-    TransposeWords8x8(v, lo);
-    TransposeWords8x8(v + 8, hi);
-    for (int q = 0; q < 8; ++q) {
-      uint8_t* step = steps + (b * 8 + q) * 64;
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(step), lo[q]);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(step + 32), hi[q]);
-    }
+    StoreBlockSteps16(v, steps + b * 8 * 64);
   }
   for (int l = 0; l < kPanelRows; ++l) {
     HWY_ALIGN int32_t t[8];
@@ -221,6 +227,42 @@ HWY_INLINE void PanelTile(const Acts& a, int64_t i0, size_t k, const uint8_t* co
   }
 }
 
+// A panel matrix at base (panels stride bytes apart, n outputs) as the tiles read it.
+struct PanelMat {
+  const uint8_t* base;
+  size_t k, stride;
+  int64_t n;
+  const float* bias;
+  float* c;
+  size_t c_stride;
+};
+
+// R rows from i0 x the S panels ps[0..S).
+template <int R, int S>
+HWY_INLINE void TileAt(const Acts& a, const PanelMat& w, int64_t i0, const int64_t* ps) {
+  const uint8_t* panel[S];
+  int64_t o[S];
+  for (int s = 0; s < S; ++s) {
+    panel[s] = w.base + static_cast<size_t>(ps[s]) * w.stride;
+    o[s] = ps[s] * kPanelRows;
+  }
+  PanelTile<R, S>(a, i0, w.k, panel, o, w.n, w.bias, w.c, w.c_stride);
+}
+
+// `rows` (1..4) rows from i0 x panel p.
+HWY_INLINE void TileRows(int64_t rows, const Acts& a, const PanelMat& w, int64_t i0, int64_t p) {
+  switch (rows) {
+    case 1:
+      return TileAt<1, 1>(a, w, i0, &p);
+    case 2:
+      return TileAt<2, 1>(a, w, i0, &p);
+    case 3:
+      return TileAt<3, 1>(a, w, i0, &p);
+    default:
+      return TileAt<4, 1>(a, w, i0, &p);
+  }
+}
+
 // Rows [0, m) x the panels of outputs [n0, n1) (n0 a multiple of 16) of a panel matrix at base.
 //   m <= 4: every panel once for all rows; 4 panels at a time (4 streams through memory, as the
 //   Q8_0 panel decode) for one row, 2 for two, 1 for three or four (<= 8 accumulators).
@@ -228,83 +270,30 @@ HWY_INLINE void PanelTile(const Acts& a, int64_t i0, size_t k, const uint8_t* co
 //   kR rows.
 void PanelRange(const Acts& a, int64_t m, const uint8_t* base, size_t k, int64_t n,
                 const float* bias, float* c, size_t c_stride, int64_t n0, int64_t n1) {
-  const size_t stride = PanelStride(k);
+  const PanelMat w{base, k, PanelStride(k), n, bias, c, c_stride};
   const int64_t p0 = n0 / kPanelRows, p1 = (n1 + kPanelRows - 1) / kPanelRows;
-  auto panel = [&](int64_t p) { return base + static_cast<size_t>(p) * stride; };
-  auto run = [&](auto rows_c, auto s_c, int64_t i0, const int64_t* ps) {
-    constexpr int kRows = decltype(rows_c)::value, kS = decltype(s_c)::value;
-    const uint8_t* pp[kS];
-    int64_t o[kS];
-    for (int s = 0; s < kS; ++s) {
-      pp[s] = panel(ps[s]);
-      o[s] = ps[s] * kPanelRows;
-    }
-    PanelTile<kRows, kS>(a, i0, k, pp, o, n, bias, c, c_stride);
-  };
-  using C1 = std::integral_constant<int, 1>;
-  using C2 = std::integral_constant<int, 2>;
-  using C3 = std::integral_constant<int, 3>;
-  using C4 = std::integral_constant<int, 4>;
   if (m <= 4) {
-    const int64_t panels = p1 - p0;
     const int64_t streams = m == 1 ? 4 : m == 2 ? 2 : 1;
-    const int64_t tiles = panels / streams;  // stream s: panels p0 + [s * tiles, (s + 1) * tiles)
+    const int64_t tiles = (p1 - p0) / streams;  // stream s: panels p0 + [s tiles, (s + 1) tiles)
     for (int64_t t = 0; t < tiles; ++t) {
       int64_t ps[4];
       for (int64_t s = 0; s < streams; ++s) ps[s] = p0 + t + s * tiles;
-      switch (m) {
-        case 1:
-          run(C1{}, C4{}, 0, ps);
-          break;
-        case 2:
-          run(C2{}, C2{}, 0, ps);
-          break;
-        case 3:
-          run(C3{}, C1{}, 0, ps);
-          break;
-        default:
-          run(C4{}, C1{}, 0, ps);
-          break;
+      if (m == 1) {
+        TileAt<1, 4>(a, w, 0, ps);
+      } else if (m == 2) {
+        TileAt<2, 2>(a, w, 0, ps);
+      } else {
+        TileRows(m, a, w, 0, ps[0]);
       }
     }
-    for (int64_t p = p0 + streams * tiles; p < p1; ++p) {
-      switch (m) {
-        case 1:
-          run(C1{}, C1{}, 0, &p);
-          break;
-        case 2:
-          run(C2{}, C1{}, 0, &p);
-          break;
-        case 3:
-          run(C3{}, C1{}, 0, &p);
-          break;
-        default:
-          run(C4{}, C1{}, 0, &p);
-          break;
-      }
-    }
+    for (int64_t p = p0 + streams * tiles; p < p1; ++p) TileRows(m, a, w, 0, p);
     return;
   }
-  const int64_t slab = std::max<int64_t>(1, static_cast<int64_t>(kSlabBytes / stride));
+  const int64_t slab = std::max<int64_t>(1, static_cast<int64_t>(kSlabBytes / w.stride));
   for (int64_t s0 = p0; s0 < p1; s0 += slab) {
     const int64_t s1 = std::min(p1, s0 + slab);
     for (int64_t i = 0; i < m; i += kR) {
-      for (int64_t p = s0; p < s1; ++p) {
-        switch (std::min<int64_t>(kR, m - i)) {
-          case 1:
-            run(C1{}, C1{}, i, &p);
-            break;
-          case 2:
-            run(C2{}, C1{}, i, &p);
-            break;
-          case 3:
-            run(C3{}, C1{}, i, &p);
-            break;
-          default:
-            run(C4{}, C1{}, i, &p);
-            break;
-        }
-      }
+      for (int64_t p = s0; p < s1; ++p) TileRows(std::min<int64_t>(kR, m - i), a, w, i, p);
     }
   }
 }

@@ -3,7 +3,7 @@
 // and one tile reads them with the outputs in the vector lanes for every M; a row-major matrix with
 // M <= 4 (decode of an unrepacked model) streams its rows through a tile of its own with the same
 // arithmetic. A textual fragment included by simd_matmul.cc after matmul_int8-inl.h (it uses
-// i8rows::TransposeWords8x8 / StoreN / kSlabBytes); AVX2 table only (the AVX3 tables keep
+// i8rows::StoreBlockSteps16 / StoreN / kSlabBytes); AVX2 table only (the AVX3 tables keep
 // matmul_quant-inl.h's tiles).
 //
 // Numerics of this table (ops.h's Q8_0 contract; one f32 accumulator per output):
@@ -168,13 +168,7 @@ void PackPanel(const MatRef& w, int64_t row0, int64_t nrows, uint8_t* out) {
       std::memcpy(&scales[l], blk, 2);
     }
     std::memcpy(out, scales, kPanelScales);
-    __m256i lo[8], hi[8];  // step q: [8 rows][4 bytes]
-    i8rows::TransposeWords8x8(v, lo);
-    i8rows::TransposeWords8x8(v + 8, hi);
-    for (int q = 0; q < 8; ++q) {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + kPanelScales + q * 64), lo[q]);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + kPanelScales + q * 64 + 32), hi[q]);
-    }
+    i8rows::StoreBlockSteps16(v, out + kPanelScales);
   }
 }
 
