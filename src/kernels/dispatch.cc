@@ -49,7 +49,7 @@ Kernels MakeTable(const char* name, bool vnni) {
   k.softmax = &Softmax;
   k.rope = &Rope;
   k.attention = &Attention;
-#if HWY_TARGET == HWY_AVX2
+#if HWY_TARGET <= HWY_AVX2
   k.panel_bytes = &PanelBytes;
   k.to_panels = &ToPanels;
 #endif

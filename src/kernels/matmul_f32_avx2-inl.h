@@ -1,9 +1,11 @@
-// f32 / f16 / bf16 weights in 16-output panels (MatRef::panels16) on AVX2: the OUTPUTS are in the
-// vector lanes. A textual fragment included by simd_matmul.cc after LoadW / ForEachRow. The AVX2
-// table repacks these matrices once (Kernels::to_panels, called by the engine at start-up);
-// row-major matrices keep the lanes-along-K tiles of simd_matmul.cc, and the AVX3 / SSE4 tables
-// never repack (AVX3's 4 x 4 tile was measured on Zen 4 by an earlier session; there is no AVX-512
-// here to measure a panel kernel on).
+// f32 / f16 / bf16 weights in 16-output panels (MatRef::panels16) on AVX2 and AVX3 (256-bit
+// vectors on both): the OUTPUTS are in the vector lanes. A textual fragment included by
+// simd_matmul.cc after LoadW / ForEachRow. The AVX2 and AVX3 tables repack these matrices once
+// (Kernels::to_panels, called by the engine at start-up); row-major matrices keep the
+// lanes-along-K tiles of simd_matmul.cc, and the SSE4 table never repacks. On Zen 4 these panels
+// beat AVX3's row-major 4 x 4 zmm tile, 110M f32, 2 rounds (scaleinfer bench -p 512 -n 64 -t 1,2,
+// SI_KERNEL_TARGET=AVX2 against the AVX3 table before it repacked): pp512 509 / 827 vs 446 / 880
+// t/s, tg64 58 / 98 vs 31 / 56 t/s.
 //
 // Numerics of a panel matrix (one f32 chain per output, in K order):
 //   acc = 0; for k = 0 .. K-1: acc = FMA(a[m, k], w[n, k], acc);  C[m, n] = acc (+ bias[n])
@@ -21,7 +23,10 @@
 
 namespace f32avx2 {
 
-#if HWY_TARGET == HWY_AVX2
+#if HWY_TARGET <= HWY_AVX2
+// 256-bit vectors on every table (AVX3 too): the tiles below are written for 8 lanes.
+using DF = hn::Full256<float>;
+using VF = hn::Vec<DF>;
 constexpr int64_t kNr = kPanelOutputs;  // outputs per panel: 2 vectors of 8
 constexpr int kMr = 6;                  // A rows per packed block (broadcast operand)
 constexpr int64_t kMinPackedRows = 5;   // M below this runs the GEMV (one pass over W for M <= 4)
@@ -311,6 +316,6 @@ void Range(const float* a, size_t a_stride, const float* packed, int64_t m, cons
   if (packed != nullptr) return PackedRange<kW>(packed, m, w, bias, c, n0, n1, kc, slab_bytes);
   Gemv<kW>(a, a_stride, m, w, bias, c, n0, n1);
 }
-#endif  // HWY_TARGET == HWY_AVX2
+#endif  // HWY_TARGET <= HWY_AVX2
 
 }  // namespace f32avx2

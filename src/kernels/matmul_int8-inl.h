@@ -12,12 +12,12 @@
 // vpaddd does 32 multiply-adds exactly, with no per-pair sign fix-up (the Q8_0 tile's vpsignb) and
 // no per-block scale (cvt + FMA per 32 values): the shift is undone once per output,
 //     sum q * w = sum u * w - 64 * sum w.
-// Weights in 16-output panels (layout at PanelStride below): the AVX2 table repacks them once
-// (Kernels::to_panels, the engine at start-up); a row-major matrix with M >= 4 is packed into the
-// same panels a slab per call (the AVX3 tables, the distributed engine's shards), and with M < 4 its
-// rows stream through the row decode tile. One 32-byte load holds 4 k of 8 outputs, one broadcast
-// 4 k of an activation row; the tile is R <= 4 rows x S panels with at most 8 int32 accumulators
-// (no spills). Measured in docs/kernels.md ("int8 rows", "int8 panels").
+// Weights in 16-output panels (layout at PanelStride below): the AVX2 and AVX3 tables repack them
+// once (Kernels::to_panels, the engine at start-up); a row-major matrix with M >= 4 is packed into
+// the same panels a slab per call (the AVX3 tables, the distributed engine's shards), and with M <
+// 4 its rows stream through the row decode tile. One 32-byte load holds 4 k of 8 outputs, one
+// broadcast 4 k of an activation row; the tile is R <= 4 rows x S panels with at most 8 int32
+// accumulators (no spills). Measured in docs/kernels.md ("int8 rows", "int8 panels").
 //
 // Requires from the includer: HalfToFloat, RunOverOutputs, Scratch, ForEachRow.
 
@@ -81,8 +81,9 @@ HWY_INLINE void StoreN(__m256 y, float* out, int cnt) {
 }
 
 // ---- Panels: 16 outputs per panel, one tile for every M.
-// Layout (Kernels::to_panels on the AVX2 table, MatRef::panels16 on an int8_rows matrix; also the
-// per-call packing of a row-major matrix with M >= 4): panel t at t * PanelStride(K) bytes:
+// Layout (Kernels::to_panels on the AVX2 / AVX3 tables, MatRef::panels16 on an int8_rows matrix;
+// also the per-call packing of a row-major matrix with M >= 4): panel t at t * PanelStride(K)
+// bytes:
 //   [16 f32 row scales][16 int32 row sums (sum of the row's int8 values)]  (kPanelHead bytes)
 //   K / 4 steps of 64 bytes, step s = [rows 0..7][4 bytes k 4s..4s+3], [rows 8..15][4 bytes]
 // so that one 32-byte load holds 4 k of 8 outputs and one broadcast 4 k of an activation row. 16 K

@@ -1,10 +1,13 @@
-// Q8_0 weights x Q8_0 activations on AVX2. The weights are in 16-output panels (the engine repacks
-// them once, Kernels::to_panels; a row-major matrix with M > 4 is packed a slab at a time per call)
-// and one tile reads them with the outputs in the vector lanes for every M; a row-major matrix with
-// M <= 4 (decode of an unrepacked model) streams its rows through a tile of its own with the same
-// arithmetic. A textual fragment included by simd_matmul.cc after matmul_int8-inl.h (it uses
-// i8rows::StoreBlockSteps16 / StoreN / kSlabBytes); AVX2 table only (the AVX3 tables keep
-// matmul_quant-inl.h's tiles).
+// Q8_0 weights x Q8_0 activations on AVX2 and AVX3 (256-bit vectors). The weights are in 16-output
+// panels (the engine repacks them once, Kernels::to_panels; a row-major matrix with M > 4 is packed
+// a slab at a time per call) and one tile reads them with the outputs in the vector lanes for every
+// M; a row-major matrix with M <= 4 (decode of an unrepacked model) streams its rows through a tile
+// of its own with the same arithmetic. A textual fragment included by simd_matmul.cc after
+// matmul_int8-inl.h (it uses i8rows::StoreBlockSteps16 / StoreN / kSlabBytes). The AVX2 and AVX3
+// tables run it (AVX3_VNNI: the q8vnni instance below); Q4_0 keeps matmul_quant-inl.h's tiles. On
+// Zen 4 (AVX-512 VNNI) the AVX3_VNNI table with these panels against matmul_quant-inl.h's
+// lanes-along-K qvnni tile, 110M Q8_0, 2 rounds (scaleinfer bench -p 512 -n 64 -t 1,2): pp512 1210
+// / 2071 vs 550 / 925 t/s, tg64 208 / 263 vs 62 / 111 t/s.
 //
 // Numerics of this table (ops.h's Q8_0 contract; one f32 accumulator per output):
 //   acc = 0; for each block b in order: acc = FMA(f32(isum_b), d_w[n, b] * d_a[m, b], acc)
@@ -19,16 +22,37 @@
 // row, so a block costs per (row, 8 outputs) 8 x (vpsignb + vpmaddubsw + vpmaddwd + vpaddd) and one
 // convert + multiply + FMA.
 
-namespace q8avx2 {
+// Included twice on AVX3: as q8avx2 (SI_Q8_VNNI 0: vpmaddubsw + vpmaddwd) and, under
+// `#pragma GCC target("avx512vnni")`, as q8vnni (SI_Q8_VNNI 1: EVEX vpdpbusd on 256-bit vectors).
+// Both compute the same exact int32 block sums, so the two instances give the same bits; only
+// q8avx2 defines the panel layout functions (PanelBytes, PackPanel, ToPanels).
+#ifndef SI_Q8_NS
+#define SI_Q8_NS q8avx2
+#define SI_Q8_VNNI 0
+#endif
 
-#if HWY_TARGET == HWY_AVX2
+namespace SI_Q8_NS {
+
+#if HWY_TARGET <= HWY_AVX2
 constexpr int kR = 4, kGroup = 8;  // tile: 4 rows x 16 outputs (8 int32 sums, 2 weights, 2 |w|)
 
-// Activations: row i's Q8_0 values at q + i * k, its block scales at d + i * nblocks.
+// Activations: row i's Q8_0 values at q + i * k, its block scales at d + i * nblocks. u: q + 128
+// as uint8 (q ^ 0x80), the unsigned operand of the VNNI panel tile (null elsewhere).
 struct Acts {
   const int8_t* q;
   const float* d;
+  const uint8_t* u = nullptr;
 };
+
+// acc + the 8 int32 sums of 4 adjacent u8 x s8 products (exact in both forms: a vpmaddubsw pair
+// is at most 2 * 127 * 127 < 32767 here, |w| <= 127 and |sign(a, w)| <= 127).
+HWY_INLINE __m256i Dot4(__m256i acc, __m256i u, __m256i s) {
+#if SI_Q8_VNNI
+  return _mm256_dpbusd_epi32(acc, u, s);
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
 
 // ---- Decode (M <= 4): 4 row streams (as matmul_quant-inl.h's decode tile), the 4 block sums
 // reduced to one 128-bit vector so that the scale and the FMA run once per block for the 4 outputs.
@@ -51,7 +75,6 @@ HWY_INLINE __m128i Sum4(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
 template <int R, int C>
 HWY_INLINE void DecodeTile(const Acts& a, size_t k, const uint8_t* const* w, __m128* acc) {
   const size_t nblocks = k / kQK8_0;
-  const __m256i ones = _mm256_set1_epi16(1);
   for (int r = 0; r < R; ++r) acc[r] = _mm_setzero_ps();
   for (size_t b = 0; b < nblocks; ++b) {
     __m256i wv[4], wabs[4];
@@ -86,7 +109,7 @@ HWY_INLINE void DecodeTile(const Acts& a, size_t k, const uint8_t* const* w, __m
       __m256i v[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
                       _mm256_setzero_si256()};
       for (int j = 0; j < C; ++j) {
-        v[j] = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs[j], _mm256_sign_epi8(av, wv[j])), ones);
+        v[j] = Dot4(_mm256_setzero_si256(), wabs[j], _mm256_sign_epi8(av, wv[j]));
       }
       const __m128 s = _mm_mul_ps(dw, _mm_set1_ps(a.d[r * nblocks + b]));
       acc[r] = _mm_fmadd_ps(_mm_cvtepi32_ps(Sum4(v[0], v[1], v[2], v[3])), s, acc[r]);
@@ -143,6 +166,7 @@ constexpr int64_t kPanelRows = 16;
 constexpr size_t kPanelBlock = kPanelRows * sizeof(BlockQ8_0);  // 544 bytes
 constexpr size_t kPanelScales = kPanelRows * sizeof(uint16_t);  // the quants start after 32 bytes
 
+#if !SI_Q8_VNNI
 int64_t PanelBytes(const MatRef& w) {
   if (w.type != DType::kQ8_0 || w.int8_rows || w.panels16 || w.rows <= 0 || w.cols <= 0) return 0;
   return (w.rows + kPanelRows - 1) / kPanelRows * kPanelRows * w.row_bytes();
@@ -179,6 +203,7 @@ MatRef ToPanels(const MatRef& w, void* dst, ThreadPool* pool) {
     PackPanel(w, row0, std::min(kPanelRows, w.rows - row0), panel);
   });
 }
+#endif  // !SI_Q8_VNNI
 
 // R activation rows (from row i0) x S panels of w, panel s holding outputs [o[s], o[s] + 16) (o[s]
 // a multiple of 16; past w.rows: none); output (i, j) goes to c[i * c_stride + j]. Decode runs S =
@@ -196,19 +221,47 @@ HWY_INLINE void PanelTile(const Acts& a, int64_t i0, const MatRef& w, const int6
   const size_t k = static_cast<size_t>(w.cols);
   const size_t nblocks = k / kQK8_0;
   const int64_t n = w.rows;
-  const __m256i ones = _mm256_set1_epi16(1);
   const uint8_t* panel[S];
   for (int s = 0; s < S; ++s) panel[s] = static_cast<const uint8_t*>(w.data) + o[s] * w.row_bytes();
   __m256 facc[S][R][2];
   for (int s = 0; s < S; ++s)
     for (int r = 0; r < R; ++r) facc[s][r][0] = facc[s][r][1] = _mm256_setzero_ps();
-  const int8_t* aq = a.q + i0 * k;
+  [[maybe_unused]] const int8_t* aq = a.q + i0 * k;  // the AVX2 form's operand
   const float* ad = a.d + i0 * nblocks;
   for (size_t blk = 0; blk < nblocks; ++blk) {
     for (int s = 0; s < S; ++s) {
       const uint8_t* pb = panel[s] + blk * kPanelBlock;
       __m256i acc[R][2];
       for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+#if SI_Q8_VNNI
+      // vpdpbusd takes u8 x s8 without saturation: sum (q + 128) * w - 128 * sum w = sum q * w,
+      // exact, with one instruction per product vector and no sign fix-up (the AVX2 form needs
+      // vpsignb + vpmaddubsw + vpmaddwd + vpaddd); the weight sums cost one vpdpbusd per weight
+      // vector, shared by the R rows.
+      const __m256i ones8 = _mm256_set1_epi8(1);
+      __m256i wsum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+      const uint8_t* au = a.u + i0 * k;
+      for (int q = 0; q < 8; ++q) {
+        const uint8_t* step = pb + kPanelScales + q * 64;
+        const __m256i w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(step));
+        const __m256i w1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(step + 32));
+        wsum[0] = _mm256_dpbusd_epi32(wsum[0], ones8, w0);
+        wsum[1] = _mm256_dpbusd_epi32(wsum[1], ones8, w1);
+        for (int r = 0; r < R; ++r) {
+          int32_t u4;
+          std::memcpy(&u4, au + r * k + blk * kQK8_0 + q * 4, 4);
+          const __m256i uv = _mm256_set1_epi32(u4);
+          acc[r][0] = _mm256_dpbusd_epi32(acc[r][0], uv, w0);
+          acc[r][1] = _mm256_dpbusd_epi32(acc[r][1], uv, w1);
+        }
+      }
+      wsum[0] = _mm256_slli_epi32(wsum[0], 7);
+      wsum[1] = _mm256_slli_epi32(wsum[1], 7);
+      for (int r = 0; r < R; ++r) {
+        acc[r][0] = _mm256_sub_epi32(acc[r][0], wsum[0]);
+        acc[r][1] = _mm256_sub_epi32(acc[r][1], wsum[1]);
+      }
+#else
       for (int q = 0; q < 8; ++q) {
         const uint8_t* step = pb + kPanelScales + q * 64;
         const __m256i w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(step));
@@ -218,14 +271,11 @@ HWY_INLINE void PanelTile(const Acts& a, int64_t i0, const MatRef& w, const int6
           int32_t a4;
           std::memcpy(&a4, aq + r * k + blk * kQK8_0 + q * 4, 4);
           const __m256i av = _mm256_set1_epi32(a4);
-          acc[r][0] = _mm256_add_epi32(
-              acc[r][0],
-              _mm256_madd_epi16(_mm256_maddubs_epi16(a0, _mm256_sign_epi8(av, w0)), ones));
-          acc[r][1] = _mm256_add_epi32(
-              acc[r][1],
-              _mm256_madd_epi16(_mm256_maddubs_epi16(a1, _mm256_sign_epi8(av, w1)), ones));
+          acc[r][0] = Dot4(acc[r][0], a0, _mm256_sign_epi8(av, w0));
+          acc[r][1] = Dot4(acc[r][1], a1, _mm256_sign_epi8(av, w1));
         }
       }
+#endif
       const __m256 dw[2] = {
           _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(pb))),
           _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(pb + 16)))};
@@ -336,7 +386,7 @@ void Range(const Acts& a, int64_t m, const MatRef& w, const float* bias, float* 
   for (int64_t s0 = n0; s0 < n1; s0 += slab) {
     const int64_t nr = std::min(slab, n1 - s0);
     for (int64_t r = 0; r < nr; r += kPanelRows) {
-      PackPanel(w, s0 + r, std::min(kPanelRows, nr - r), packed + r * w.row_bytes());
+      q8avx2::PackPanel(w, s0 + r, std::min(kPanelRows, nr - r), packed + r * w.row_bytes());
     }
     MatRef view = w;  // the slab as a panel matrix of nr outputs
     view.data = packed;
@@ -345,6 +395,9 @@ void Range(const Acts& a, int64_t m, const MatRef& w, const float* bias, float* 
     PanelGemm(a, m, view, bias ? bias + s0 : nullptr, c + s0, n, 0, nr);
   }
 }
-#endif  // HWY_TARGET == HWY_AVX2
+#endif  // HWY_TARGET <= HWY_AVX2
 
-}  // namespace q8avx2
+}  // namespace SI_Q8_NS
+
+#undef SI_Q8_NS
+#undef SI_Q8_VNNI

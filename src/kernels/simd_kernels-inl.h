@@ -48,7 +48,7 @@ void MatMulMulti(const float* a, int64_t m, int count, const MatRef* w, const fl
 void MatMulMultiVnni(const float* a, int64_t m, int count, const MatRef* w, const float* const* bias,
                      float* const* c, ThreadPool* pool);
 void GetRows(const MatRef& w, const int32_t* ids, int64_t n, float* out);
-#if HWY_TARGET == HWY_AVX2
+#if HWY_TARGET <= HWY_AVX2
 // Kernels::panel_bytes / to_panels: f32 / f16 / bf16 matrices in 16-output panels.
 int64_t PanelBytes(const MatRef& w);
 MatRef ToPanels(const MatRef& w, void* dst, ThreadPool* pool);

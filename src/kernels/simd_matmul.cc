@@ -12,10 +12,11 @@
 //      f32/f16/bf16 prefill also splits K into chunks of 1024 (see FloatRange). Decode (M = 1) is
 //      the same code with R = 1: each weight byte is read exactly once.
 //   The panel kernels put the OUTPUTS in the vector lanes instead, over weights in 16-output panels
-//   (repacked once by Kernels::to_panels on AVX2, or a slab per call for row-major matrices):
-//   per-channel int8 (matmul_int8-inl.h; SSE4 runs the reference), Q8_0 on AVX2
-//   (matmul_q8_avx2-inl.h), and f32 / f16 / bf16 on AVX2 (a 6 x 16 broadcast GEMM and a panel
-//   GEMV, matmul_f32_avx2-inl.h); their decode paths do the same arithmetic per output.
+//   (repacked once by Kernels::to_panels on AVX2 and AVX3, or a slab per call for row-major
+//   matrices): per-channel int8 (matmul_int8-inl.h; SSE4 runs the reference), Q8_0
+//   (matmul_q8_avx2-inl.h, with vpdpbusd on AVX3_VNNI), and f32 / f16 / bf16 (a 6 x 16 broadcast
+//   GEMM and a panel GEMV, matmul_f32_avx2-inl.h), all on 256-bit vectors; their decode paths do
+//   the same arithmetic per output.
 // Determinism: every output C[m, n] is one accumulator (a vector reduced by the same SumOfLanes,
 // or one lane) updated over K in the same order with the same ops, whatever R, C, the K or N
 // chunking or the thread: the result depends only on (A row m, W row n, bias[n]) and the target.
@@ -165,15 +166,16 @@ using VF = hn::Vec<DF>;
 
 enum class WKind { kF32, kF16, kBF16 };
 
-template <WKind kW>
-HWY_INLINE VF LoadW(DF df, const uint8_t* row, size_t k) {
+// D: DF, or the 256-bit tag of the panel kernels (matmul_f32_avx2-inl.h) on AVX3.
+template <WKind kW, class D>
+HWY_INLINE hn::Vec<D> LoadW(D df, const uint8_t* row, size_t k) {
   if constexpr (kW == WKind::kF32) {
     return hn::LoadU(df, reinterpret_cast<const float*>(row) + k);
   } else if constexpr (kW == WKind::kF16) {
-    const hn::Rebind<hwy::float16_t, DF> dh;
+    const hn::Rebind<hwy::float16_t, D> dh;
     return hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(row) + k));
   } else {
-    const hn::Rebind<hwy::bfloat16_t, DF> dh;
+    const hn::Rebind<hwy::bfloat16_t, D> dh;
     return hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::bfloat16_t*>(row) + k));
   }
 }
@@ -284,6 +286,10 @@ struct FloatBlocking {
   size_t slab_bytes =
       HWY_TARGET == HWY_AVX2 ? 256 * 1024 : 0;           // 0: 256 KiB of K-chunk rows (AVX3 rule)
   bool pack = std::getenv("SI_GEMM_NOPACK") == nullptr;  // packed prefill path (m >= 4)
+  // The panel GEMM of matmul_f32_avx2-inl.h (AVX2 and AVX3 tables): K chunks of 512, slabs of 256
+  // KiB of chunk panels.
+  size_t panel_kc = 512;
+  size_t panel_slab_bytes = 256 * 1024;
 };
 
 constexpr int kPackR = 4;  // rows per packed A block (the kR of every target's packed tile)
@@ -294,8 +300,8 @@ const FloatBlocking& Blocking() {
     if (const char* e = std::getenv("SI_GEMM_TUNE")) {
       unsigned long kc, slab;
       if (std::sscanf(e, "%lu,%lu", &kc, &slab) == 2 && kc > 0 && kc % 64 == 0) {
-        f.kc = kc;
-        f.slab_bytes = slab * 1024;
+        f.kc = f.panel_kc = kc;
+        f.slab_bytes = f.panel_slab_bytes = slab * 1024;
       }
     }
     return f;
@@ -601,7 +607,7 @@ void FloatMatMulMulti(const float* a, int64_t m, int count, const MatRef* w,
   size_t a_stride;
   const float* ap = FloatPrepare<kW>(a, m, static_cast<size_t>(w[0].cols), pool, &a_stride);
   if (w[0].panels16) {
-#if HWY_TARGET == HWY_AVX2
+#if HWY_TARGET <= HWY_AVX2
     const FloatBlocking& b = Blocking();
     const float* packed =
         m >= f32avx2::kMinPackedRows && b.pack
@@ -610,10 +616,10 @@ void FloatMatMulMulti(const float* a, int64_t m, int count, const MatRef* w,
     return RunOverOutputs(count, w, m, pool, kFloatDecodeChunks,
                           [&](int i, int64_t n0, int64_t n1) {
                             f32avx2::Range<kW>(ap, a_stride, packed, m, w[i], bias[i], c[i], n0, n1,
-                                               b.kc, b.slab_bytes);
+                                               b.panel_kc, b.panel_slab_bytes);
                           });
 #else
-    SI_CHECK(false) << "matmul: panel matrices are made by and for the AVX2 table";
+    SI_CHECK(false) << "matmul: panel matrices are made by and for the AVX2 / AVX3 tables";
 #endif
   }
   const float* packed =
@@ -668,7 +674,15 @@ void QuantizeActivationRow(const float* x, size_t k, int8_t* qs, float* d_out) {
 #endif
 
 #include "kernels/matmul_int8-inl.h"
+#include "kernels/matmul_q8_avx2-inl.h"  // q8avx2
+#if HWY_TARGET == HWY_AVX3
+#pragma GCC push_options
+#pragma GCC target("avx512vnni")
+#define SI_Q8_NS q8vnni
+#define SI_Q8_VNNI 1
 #include "kernels/matmul_q8_avx2-inl.h"
+#pragma GCC pop_options
+#endif
 
 // Q8_0 / Q4_0 weights: the activation rows are quantized once (in parallel for large M), laid out
 // for this table's tile once, then every matmul of the group runs over them in one dispatch.
@@ -688,16 +702,35 @@ void QuantMatMulMulti(const float* a, int64_t m, int count, const MatRef* w,
   for (int i = 0; i < count; ++i) need_q4 |= w[i].type == DType::kQ4_0;
 #if HWY_TARGET == HWY_AVX3
   if (kVnni) {
+    // Q8_0 (stored rows or panels) through q8vnni: the bits of the AVX3 table's q8avx2 and of
+    // every layout; Q4_0 through qvnni's lanes-along-K tile. The panel tile's unsigned operand is
+    // q + 128 (q ^ 0x80), made once per call.
+    thread_local std::vector<uint8_t> ubuf;
+    uint8_t* au = Scratch(ubuf, m * k);
+    ForEachRow(m, pool, [&](int64_t i) {
+      const hn::ScalableTag<uint8_t> du8;
+      const auto flip = hn::Set(du8, 0x80);
+      const auto* q = reinterpret_cast<const uint8_t*>(aq + i * k);
+      uint8_t* u = au + i * k;
+      size_t j = 0;
+      for (; j + hn::Lanes(du8) <= k; j += hn::Lanes(du8)) {
+        hn::StoreU(hn::Xor(hn::LoadU(du8, q + j), flip), du8, u + j);
+      }
+      for (; j < k; ++j) u[j] = q[j] ^ 0x80;
+    });
     const qvnni::QuantPrepared p = qvnni::QuantPrepare(aq, ad, m, k, need_q4);
-    return RunOverOutputs(count, w, m, pool, kQuantDecodeChunks,
-                          [&](int i, int64_t n0, int64_t n1) {
-                            qvnni::QuantRangeOf(p, m, w[i], bias[i], c[i], n0, n1);
-                          });
+    return RunOverOutputs(
+        count, w, m, pool, kQuantDecodeChunks, [&](int i, int64_t n0, int64_t n1) {
+          if (w[i].type == DType::kQ8_0) {
+            return q8vnni::Range(q8vnni::Acts{aq, ad, au}, m, w[i], bias[i], c[i], n0, n1);
+          }
+          qvnni::QuantRangeOf(p, m, w[i], bias[i], c[i], n0, n1);
+        });
   }
 #endif
   const qbase::QuantPrepared p = qbase::QuantPrepare(aq, ad, m, k, need_q4);
   RunOverOutputs(count, w, m, pool, kQuantDecodeChunks, [&](int i, int64_t n0, int64_t n1) {
-#if HWY_TARGET == HWY_AVX2
+#if HWY_TARGET <= HWY_AVX2
     if (w[i].type == DType::kQ8_0) {
       return q8avx2::Range(q8avx2::Acts{aq, ad}, m, w[i], bias[i], c[i], n0, n1);
     }
@@ -868,7 +901,7 @@ void MatMulMultiVnni(const float* a, int64_t m, int count, const MatRef* w,
   MatMulMultiImpl<true>(a, m, count, w, bias, c, pool);
 }
 
-#if HWY_TARGET == HWY_AVX2
+#if HWY_TARGET <= HWY_AVX2
 int64_t PanelBytes(const MatRef& w) {
   if (w.type != DType::kQ8_0) return f32avx2::PanelBytes(w);
   return w.int8_rows ? i8rows::PanelBytes(w) : q8avx2::PanelBytes(w);
