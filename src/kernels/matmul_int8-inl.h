@@ -21,9 +21,23 @@
 //
 // Requires from the includer: HalfToFloat, RunOverOutputs, Scratch, ForEachRow.
 
-namespace i8rows {
+// Included twice on AVX3: as i8rows (SI_I8_VNNI 0) and, under `#pragma GCC
+// target("avx512vnni")`, as i8vnni (SI_I8_VNNI 1), whose panel tile does each product vector with
+// one EVEX vpdpbusd instead of vpmaddubsw + vpmaddwd + vpaddd (the same exact int32 sums, so the
+// same bits). i8vnni holds only the tile and its callers; the layout, the activation quantizer and
+// the row decode come from i8rows (using-directive).
+#ifndef SI_I8_NS
+#define SI_I8_NS i8rows
+#define SI_I8_VNNI 0
+#endif
+
+namespace SI_I8_NS {
+#if SI_I8_VNNI
+using namespace i8rows;
+#endif
 
 #if HWY_TARGET <= HWY_AVX2
+#if !SI_I8_VNNI
 constexpr int kActShift = 64;  // u = q + 64
 // isum magnitude <= 63 * 128 * k must stay below 2^31.
 constexpr size_t kMaxK = size_t{1} << 18;
@@ -180,6 +194,18 @@ void PackPanel(const MatRef& w, int64_t row0, int64_t nrows, uint8_t* out) {
   std::memcpy(out + sizeof(dw), colsum, sizeof(colsum));
 }
 
+#endif  // !SI_I8_VNNI
+
+// acc + the 8 int32 sums of 4 adjacent u8 x s8 products (exact: a vpmaddubsw pair is at most
+// 2 * 127 * 128 = 32512 < 32767 with u <= 127).
+HWY_INLINE __m256i Dot4(__m256i acc, __m256i u, __m256i w) {
+#if SI_I8_VNNI
+  return _mm256_dpbusd_epi32(acc, u, w);
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, w), _mm256_set1_epi16(1)));
+#endif
+}
+
 // R activation rows (from row i0) x S panels (panel[s] holding outputs [o[s], o[s] + 16), none
 // past n) over all of K (int32 needs no K blocking); output (i, j) at c[i * c_stride + j]. Per
 // step: 2 weight loads per panel, one broadcast per row, vpmaddubsw + vpmaddwd + vpaddd per (row,
@@ -191,7 +217,6 @@ HWY_INLINE void PanelTile(const Acts& a, int64_t i0, size_t k, const uint8_t* co
   __m256i acc[S][R][2];
   for (int s = 0; s < S; ++s)
     for (int r = 0; r < R; ++r) acc[s][r][0] = acc[s][r][1] = _mm256_setzero_si256();
-  const __m256i ones = _mm256_set1_epi16(1);
   const uint8_t* u = a.u + i0 * k;
   for (size_t kk = 0; kk < k; kk += 4) {
     for (int s = 0; s < S; ++s) {
@@ -202,10 +227,8 @@ HWY_INLINE void PanelTile(const Acts& a, int64_t i0, size_t k, const uint8_t* co
         int32_t a4;
         std::memcpy(&a4, u + r * k + kk, 4);
         const __m256i av = _mm256_set1_epi32(a4);
-        acc[s][r][0] =
-            _mm256_add_epi32(acc[s][r][0], _mm256_madd_epi16(_mm256_maddubs_epi16(av, w0), ones));
-        acc[s][r][1] =
-            _mm256_add_epi32(acc[s][r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(av, w1), ones));
+        acc[s][r][0] = Dot4(acc[s][r][0], av, w0);
+        acc[s][r][1] = Dot4(acc[s][r][1], av, w1);
       }
     }
   }
@@ -247,20 +270,20 @@ HWY_INLINE void TileAt(const Acts& a, const PanelMat& w, int64_t i0, const int64
     panel[s] = w.base + static_cast<size_t>(ps[s]) * w.stride;
     o[s] = ps[s] * kPanelRows;
   }
-  PanelTile<R, S>(a, i0, w.k, panel, o, w.n, w.bias, w.c, w.c_stride);
+  SI_I8_NS::PanelTile<R, S>(a, i0, w.k, panel, o, w.n, w.bias, w.c, w.c_stride);
 }
 
 // `rows` (1..4) rows from i0 x panel p.
 HWY_INLINE void TileRows(int64_t rows, const Acts& a, const PanelMat& w, int64_t i0, int64_t p) {
   switch (rows) {
     case 1:
-      return TileAt<1, 1>(a, w, i0, &p);
+      return SI_I8_NS::TileAt<1, 1>(a, w, i0, &p);
     case 2:
-      return TileAt<2, 1>(a, w, i0, &p);
+      return SI_I8_NS::TileAt<2, 1>(a, w, i0, &p);
     case 3:
-      return TileAt<3, 1>(a, w, i0, &p);
+      return SI_I8_NS::TileAt<3, 1>(a, w, i0, &p);
     default:
-      return TileAt<4, 1>(a, w, i0, &p);
+      return SI_I8_NS::TileAt<4, 1>(a, w, i0, &p);
   }
 }
 
@@ -280,25 +303,27 @@ void PanelRange(const Acts& a, int64_t m, const uint8_t* base, size_t k, int64_t
       int64_t ps[4];
       for (int64_t s = 0; s < streams; ++s) ps[s] = p0 + t + s * tiles;
       if (m == 1) {
-        TileAt<1, 4>(a, w, 0, ps);
+        SI_I8_NS::TileAt<1, 4>(a, w, 0, ps);
       } else if (m == 2) {
-        TileAt<2, 2>(a, w, 0, ps);
+        SI_I8_NS::TileAt<2, 2>(a, w, 0, ps);
       } else {
-        TileRows(m, a, w, 0, ps[0]);
+        SI_I8_NS::TileRows(m, a, w, 0, ps[0]);
       }
     }
-    for (int64_t p = p0 + streams * tiles; p < p1; ++p) TileRows(m, a, w, 0, p);
+    for (int64_t p = p0 + streams * tiles; p < p1; ++p) SI_I8_NS::TileRows(m, a, w, 0, p);
     return;
   }
   const int64_t slab = std::max<int64_t>(1, static_cast<int64_t>(kSlabBytes / w.stride));
   for (int64_t s0 = p0; s0 < p1; s0 += slab) {
     const int64_t s1 = std::min(p1, s0 + slab);
     for (int64_t i = 0; i < m; i += kR) {
-      for (int64_t p = s0; p < s1; ++p) TileRows(std::min<int64_t>(kR, m - i), a, w, i, p);
+      for (int64_t p = s0; p < s1; ++p)
+        SI_I8_NS::TileRows(std::min<int64_t>(kR, m - i), a, w, i, p);
     }
   }
 }
 
+#if !SI_I8_VNNI
 MatRef ToPanels(const MatRef& w, void* dst, ThreadPool* pool) {
   SI_CHECK(PanelBytes(w) > 0) << "to_panels: not a row-major int8_rows matrix";
   const size_t stride = PanelStride(static_cast<size_t>(w.cols));
@@ -371,6 +396,8 @@ void DecodeRange(const int8_t* q, float sa, const MatRef& w, const float* bias, 
   }
 }
 
+#endif  // !SI_I8_VNNI
+
 // Rows [0, m) x outputs [n0, n1) (n0 a multiple of 16).
 //   Panel matrix: PanelRange.
 //   Row-major, m < 4: one decode pass per row over the stored rows (memory bound; packing would
@@ -381,7 +408,8 @@ void Range(const Acts& a, int64_t m, const MatRef& w, const float* bias, float* 
   const size_t k = static_cast<size_t>(w.cols);
   const size_t n = static_cast<size_t>(w.rows);
   if (w.panels16) {
-    return PanelRange(a, m, static_cast<const uint8_t*>(w.data), k, w.rows, bias, c, n, n0, n1);
+    return SI_I8_NS::PanelRange(a, m, static_cast<const uint8_t*>(w.data), k, w.rows, bias, c, n,
+                                n0, n1);
   }
   if (m < kR) {
     for (int64_t i = 0; i < m; ++i) DecodeRange(a.q + i * k, a.s[i], w, bias, c + i * n, n0, n1);
@@ -398,7 +426,7 @@ void Range(const Acts& a, int64_t m, const MatRef& w, const float* bias, float* 
     for (int64_t r = 0; r < nr; r += kPanelRows) {
       PackPanel(w, s0 + r, std::min(kPanelRows, nr - r), packed + r / kPanelRows * stride);
     }
-    PanelRange(a, m, packed, k, nr, bias ? bias + s0 : nullptr, c + s0, n, 0, nr);
+    SI_I8_NS::PanelRange(a, m, packed, k, nr, bias ? bias + s0 : nullptr, c + s0, n, 0, nr);
   }
 }
 
@@ -417,10 +445,10 @@ void MatMulMulti(const float* a, int64_t m, int count, const MatRef* w, const fl
   ForEachRow(m, pool, [&](int64_t i) { QuantizeRow(a + i * k, k, q + i * k, u + i * k, s + i); });
   const Acts acts{u, q, s};
   RunOverOutputs(count, w, m, pool, kQuantDecodeChunks, [&](int i, int64_t n0, int64_t n1) {
-    Range(acts, m, w[i], bias[i], c[i], n0, n1);
+    SI_I8_NS::Range(acts, m, w[i], bias[i], c[i], n0, n1);
   });
 }
-#else
+#elif !SI_I8_VNNI
 // Targets without AVX2 (SSE4) run the scalar reference, which defines these numerics (same bits;
 // one thread).
 void MatMulMulti(const float* a, int64_t m, int count, const MatRef* w, const float* const* bias,
@@ -429,4 +457,7 @@ void MatMulMulti(const float* a, int64_t m, int count, const MatRef* w, const fl
 }
 #endif  // HWY_TARGET <= HWY_AVX2
 
-}  // namespace i8rows
+}  // namespace SI_I8_NS
+
+#undef SI_I8_NS
+#undef SI_I8_VNNI

@@ -678,6 +678,9 @@ void QuantizeActivationRow(const float* x, size_t k, int8_t* qs, float* d_out) {
 #if HWY_TARGET == HWY_AVX3
 #pragma GCC push_options
 #pragma GCC target("avx512vnni")
+#define SI_I8_NS i8vnni
+#define SI_I8_VNNI 1
+#include "kernels/matmul_int8-inl.h"
 #define SI_Q8_NS q8vnni
 #define SI_Q8_VNNI 1
 #include "kernels/matmul_q8_avx2-inl.h"
@@ -739,6 +742,15 @@ void QuantMatMulMulti(const float* a, int64_t m, int count, const MatRef* w,
   });
 }
 
+template <bool kVnni>
+void Int8RowsMatMulMulti(const float* a, int64_t m, int count, const MatRef* w,
+                         const float* const* bias, float* const* c, ThreadPool* pool) {
+#if HWY_TARGET == HWY_AVX3
+  if (kVnni) return i8vnni::MatMulMulti(a, m, count, w, bias, c, pool);
+#endif
+  i8rows::MatMulMulti(a, m, count, w, bias, c, pool);
+}
+
 enum class Group { kF32, kF16, kBF16, kQuant, kInt8Rows, kOther };
 
 Group GroupOf(const MatRef& w) {
@@ -770,7 +782,7 @@ void MatMulImpl(const float* a, int64_t m, const MatRef& w, const float* bias, f
     case DType::kBF16:
       return FloatMatMulMulti<WKind::kBF16>(a, m, 1, &w, &bias, &c, pool);
     case DType::kQ8_0:
-      if (w.int8_rows) return i8rows::MatMulMulti(a, m, 1, &w, &bias, &c, pool);
+      if (w.int8_rows) return Int8RowsMatMulMulti<kVnni>(a, m, 1, &w, &bias, &c, pool);
       return QuantMatMulMulti<kVnni>(a, m, 1, &w, &bias, &c, pool);
     case DType::kQ4_0:
       return QuantMatMulMulti<kVnni>(a, m, 1, &w, &bias, &c, pool);
@@ -808,7 +820,7 @@ void MatMulMultiImpl(const float* a, int64_t m, int count, const MatRef* w,
     case Group::kBF16:
       return FloatMatMulMulti<WKind::kBF16>(a, m, count, w, bias, c, pool);
     case Group::kInt8Rows:
-      return i8rows::MatMulMulti(a, m, count, w, bias, c, pool);
+      return Int8RowsMatMulMulti<kVnni>(a, m, count, w, bias, c, pool);
     default:
       return QuantMatMulMulti<kVnni>(a, m, count, w, bias, c, pool);
   }
