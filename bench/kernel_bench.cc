@@ -163,7 +163,9 @@ __attribute__((target("avx512f"))) float FmaLoop512(int64_t iters) {
   }
   __m512 s = a[0];
   for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, a[i]);
-  return _mm512_reduce_add_ps(s);
+  float out[16];  // not _mm512_reduce_add_ps: GCC 12's header warns -Wuninitialized inside it
+  _mm512_storeu_ps(out, s);
+  return out[0];
 }
 __attribute__((target("avx2,fma"))) float FmaLoop256(int64_t iters) {
   __m256 a[12];

@@ -57,34 +57,37 @@ double FmaProbe(int64_t iters, float* sink) {
   return 2.0 * 12 * static_cast<double>(hn::Lanes(d)) * static_cast<double>(iters);
 }
 
-// Streams p[0, n) once as kStreams interleaved sequential streams (one per quarter of the slice),
-// two vectors per stream per step. One stream per thread measured 15.3 GB/s on 2 Zen 3 threads
-// while the GEMV, which reads 4 weight rows at once, pulled 22 GB/s (MBU 1.46 in bench): a single
-// stream is limited by the memory-level parallelism its prefetcher reaches, not by DRAM. Several
-// streams are what the kernels do.
-double ReadProbe(const float* p, int64_t n, float* sink) {
+// Streams p[0, n) once as kStreams interleaved sequential streams (one per 1 / kStreams of the
+// slice), two vectors per stream per step. Which pattern reaches the most depends on the CPU, so
+// the probe runs both and keeps the faster (ReadProbe). Zen 3 (2 threads): one stream per thread
+// 15.3 GB/s while the GEMV, which reads 4 weight rows at once, pulled 22 GB/s (MBU 1.46): a single
+// stream was limited by the memory-level parallelism its prefetcher reaches. Zen 4 (1 thread, 1
+// GiB, /tmp microbenchmark, 3 runs): one stream 29.8-31.6 GB/s, four 16.0-17.1 (ymm) or 18.9-20.1
+// (zmm): the probe with only four streams read 20.2 GB/s and the panel GEMVs then showed MBU 1.2.
+template <int kStreams>
+double ReadStreams(const float* p, int64_t n, float* sink) {
   const hn::ScalableTag<float> d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  constexpr int kStreams = 4;
   const int64_t q = n / kStreams / (2 * N) * (2 * N);  // floats per stream
   const float* s[kStreams];
   for (int k = 0; k < kStreams; ++k) s[k] = p + k * q;
-  auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
-  auto b0 = hn::Zero(d), b1 = hn::Zero(d), b2 = hn::Zero(d), b3 = hn::Zero(d);
+  decltype(hn::Zero(d)) a[kStreams], b[kStreams];
+  for (int k = 0; k < kStreams; ++k) a[k] = b[k] = hn::Zero(d);
   for (int64_t i = 0; i < q; i += 2 * N) {
-    a0 = hn::Add(a0, hn::LoadU(d, s[0] + i));
-    b0 = hn::Add(b0, hn::LoadU(d, s[0] + i + N));
-    a1 = hn::Add(a1, hn::LoadU(d, s[1] + i));
-    b1 = hn::Add(b1, hn::LoadU(d, s[1] + i + N));
-    a2 = hn::Add(a2, hn::LoadU(d, s[2] + i));
-    b2 = hn::Add(b2, hn::LoadU(d, s[2] + i + N));
-    a3 = hn::Add(a3, hn::LoadU(d, s[3] + i));
-    b3 = hn::Add(b3, hn::LoadU(d, s[3] + i + N));
+    for (int k = 0; k < kStreams; ++k) {
+      a[k] = hn::Add(a[k], hn::LoadU(d, s[k] + i));
+      b[k] = hn::Add(b[k], hn::LoadU(d, s[k] + i + N));
+    }
   }
-  const auto sum =
-      hn::Add(hn::Add(hn::Add(a0, b0), hn::Add(a1, b1)), hn::Add(hn::Add(a2, b2), hn::Add(a3, b3)));
+  auto sum = hn::Zero(d);
+  for (int k = 0; k < kStreams; ++k) sum = hn::Add(sum, hn::Add(a[k], b[k]));
   *sink += hn::GetLane(sum);
   return static_cast<double>(kStreams * q) * sizeof(float);
+}
+
+// streams: 1 or 4.
+double ReadProbe(const float* p, int64_t n, int streams, float* sink) {
+  return streams == 1 ? ReadStreams<1>(p, n, sink) : ReadStreams<4>(p, n, sink);
 }
 
 }  // namespace HWY_NAMESPACE
@@ -316,11 +319,15 @@ Roofline MeasureRoofline(int max_threads) {
           Throughput(pool, t, 0.2, [&](int th) { return Bf16Probe(1 << 16, &sinks[th]); });
     }
 #endif
-    // Each thread streams its own contiguous slice once per call.
-    p.mem_bw = Throughput(pool, t, 0.5, [&](int th) {
-      const int64_t begin = n * th / t, end = n * (th + 1) / t;
-      return HWY_DYNAMIC_DISPATCH(ReadProbe)(buf.data() + begin, end - begin, &sinks[th]);
-    });
+    // Each thread streams its own contiguous slice once per call, as one stream and as four; the
+    // faster pattern is the machine's read bandwidth.
+    for (int streams : {1, 4}) {
+      p.mem_bw = std::max(p.mem_bw, Throughput(pool, t, 0.5, [&](int th) {
+                            const int64_t begin = n * th / t, end = n * (th + 1) / t;
+                            return HWY_DYNAMIC_DISPATCH(ReadProbe)(buf.data() + begin, end - begin,
+                                                                   streams, &sinks[th]);
+                          }));
+    }
     for (float s : sinks) sink += s;
     r.points.push_back(p);
   }

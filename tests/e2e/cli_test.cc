@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "golden_util.h"
+#include "si/perf/roofline.h"
 
 namespace {
 
@@ -124,7 +125,8 @@ TEST_F(Cli, BadInputGivesOneClearError) {
   EXPECT_EQ(kept, "precious");
 }
 
-// A roofline cache written by older probes (version 1: int8 peaks 1.4x too low) is measured again,
+// A roofline cache written by older probes (version 2: read bandwidth from four streams only) is
+// measured again,
 // not reused; the new cache says which probes wrote it, and is then reused.
 TEST(CliRoofline, StaleCacheIsMeasuredAgain) {
   const std::string home = ::testing::TempDir() + "/si_roofline_cache";
@@ -132,14 +134,14 @@ TEST(CliRoofline, StaleCacheIsMeasuredAgain) {
   const std::string path = home + "/scaleinfer/roofline.json";
   {
     std::ofstream f(path);
-    f << R"({"version": 1, "cpu": "old", "measured_at": "2026-01-01T00:00:00Z",
+    f << R"({"version": 2, "cpu": "old", "measured_at": "2026-01-01T00:00:00Z",
              "threads": [{"threads": 1, "mem_bw": 1e10, "peak_flops": {"f32": 1e11, "int8_avx2": 1}}]})";
   }
   const std::string env = "XDG_CACHE_HOME=" + home + " ";
   Out o = RunCli("roofline --threads 1 --json", env);
   ASSERT_EQ(o.code, 0) << o.err;
   auto j = nlohmann::json::parse(o.out);
-  EXPECT_EQ(j["version"].get<int>(), 2);
+  EXPECT_EQ(j["version"].get<int>(), si::kRooflineProbeVersion);
   EXPECT_NE(j["measured_at"].get<std::string>(), "2026-01-01T00:00:00Z");
   EXPECT_NE(j["threads"][0]["peak_flops"]["f32"].get<double>(), 1e11);
   Out again = RunCli("roofline --threads 1", env);
@@ -161,7 +163,10 @@ TEST(CliGolden, TokenizeMatchesLlamaTokenizeAndEmbedPrints) {
       Out tok = RunCli("tokenize -m " + dir + "/models/" + model + ".gguf -f " + text_file);
       ASSERT_EQ(tok.code, 0) << tok.err;
       std::string want;
-      for (int id : c["ids"]) want += (want.empty() ? "" : ",") + std::to_string(id);
+      for (int id : c["ids"]) {
+        if (!want.empty()) want += ',';
+        want += std::to_string(id);
+      }
       EXPECT_EQ(tok.out, want + "\n") << vocab << ": " << c["text"];
       ++checked;
     }

@@ -19,8 +19,9 @@ struct RooflinePoint {
 };
 
 // The probes' revision, written to the cache: a cache written by other probes is measured again
-// (2: the AVX2 int8 probes read their weights from L1; version 1 read int8 1.4x too low).
-inline constexpr int kRooflineProbeVersion = 2;
+// (2: the AVX2 int8 probes read their weights from L1; version 1 read int8 1.4x too low. 3: the
+// read probe keeps the faster of one and four streams; version 2 ran four only, 0.65x on Zen 4).
+inline constexpr int kRooflineProbeVersion = 3;
 
 struct Roofline {
   int probe_version = kRooflineProbeVersion;  // of the probes that measured it
