@@ -105,6 +105,24 @@ int64_t DecodeChunksPerThread(int64_t def) {
   return env > 0 ? static_cast<int64_t>(env) : def;
 }
 
+// Weight streams of the one-row panel GEMVs (f32, Q8_0, int8): 4 panels at once (4 sequential
+// streams) or 1. SI_DECODE_STREAMS=1|4 overrides the table's default (for measuring). The same
+// arithmetic per output either way (the same bits). AVX2 keeps the 4 streams measured on Zen 3
+// (docs/kernels.md); AVX3 runs 1, measured on Zen 4 (one sequential read stream reaches 30 GB/s
+// there, four 16-20): 1.1B tg32, 3 alternating rounds, 1 / 2 threads, 4 vs 1 streams: Q8_0 21.8 /
+// 26.7 vs 24.1 / 32.7, 18.9 / 30.0 vs 21.7 / 39.2, 22.4 / 26.2 vs 23.1 / 29.0 t/s (1 ahead in all
+// six); f32 5.9 / 10.9 vs 5.9 / 12.1, 4.8 / 7.6 vs 7.4 / 8.8, 5.6 / 11.9 vs 7.3 / 7.9 (1 ahead or
+// level on one thread, mixed on two: the machine's bandwidth drifted by 1.5x within the runs).
+int DecodeStreams(int def) {
+  static const int env = [] {
+    const char* e = std::getenv("SI_DECODE_STREAMS");
+    const int v = e ? std::atoi(e) : 0;
+    return v == 1 || v == 4 ? v : 0;
+  }();
+  return env > 0 ? env : def;
+}
+constexpr int kDefaultDecodeStreams = HWY_TARGET <= HWY_AVX3 ? 1 : 4;
+
 template <class Fn>
 void RunOverOutputs(int count, const MatRef* w, int64_t m, ThreadPool* pool, int64_t decode_chunks,
                     const Fn& fn) {
