@@ -196,8 +196,8 @@ void PackPanel(const MatRef& w, int64_t row0, int64_t nrows, uint8_t* out) {
 
 #endif  // !SI_I8_VNNI
 
-// acc + the 8 int32 sums of 4 adjacent u8 x s8 products (exact: a vpmaddubsw pair is at most
-// 2 * 127 * 128 = 32512 < 32767 with u <= 127).
+// acc + the 8 int32 sums of 4 adjacent u8 x s8 products, exact when no vpmaddubsw pair exceeds
+// 32767 (here u <= 127: 2 * 127 * 128 = 32512). Also the Q8_0 panel tile's (matmul_q8_avx2-inl.h).
 HWY_INLINE __m256i Dot4(__m256i acc, __m256i u, __m256i w) {
 #if SI_I8_VNNI
   return _mm256_dpbusd_epi32(acc, u, w);

@@ -44,15 +44,13 @@ struct Acts {
   const uint8_t* u = nullptr;
 };
 
-// acc + the 8 int32 sums of 4 adjacent u8 x s8 products (exact in both forms: a vpmaddubsw pair
-// is at most 2 * 127 * 127 < 32767 here, |w| <= 127 and |sign(a, w)| <= 127).
-HWY_INLINE __m256i Dot4(__m256i acc, __m256i u, __m256i s) {
+// acc + the 8 int32 sums of 4 adjacent u8 x s8 products: matmul_int8-inl.h's (exact here too: a
+// vpmaddubsw pair is at most 2 * 127 * 127 with |w| and |sign(a, w)| <= 127).
 #if SI_Q8_VNNI
-  return _mm256_dpbusd_epi32(acc, u, s);
+using i8vnni::Dot4;
 #else
-  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+using i8rows::Dot4;
 #endif
-}
 
 // ---- Decode (M <= 4): 4 row streams (as matmul_quant-inl.h's decode tile), the 4 block sums
 // reduced to one 128-bit vector so that the scale and the FMA run once per block for the 4 outputs.
