@@ -213,33 +213,84 @@ const float* PackA(const float* a, size_t a_stride, int64_t m, size_t k, ThreadP
   return ap;
 }
 
-// 6 A rows (ap: [steps][6]) x one panel chunk (wp: [steps][16] f32) over `steps` values of K.
-// Accumulators start at zero (first) or come from acc_buf; at the end (last) C = acc (+ bias) for
-// the first `rows` rows of panel t, else they are parked in acc_buf.
-HWY_INLINE void Tile(const float* HWY_RESTRICT ap, const float* HWY_RESTRICT wp, size_t steps,
-                     bool first, bool last, float* HWY_RESTRICT acc_buf, int rows, int64_t t,
-                     int64_t n1, const float* bias, float* HWY_RESTRICT c, size_t c_stride) {
-  const DF df;
-  VF acc[kMr][2];
+// The packed GEMM's tile vectors: on AVX3 one zmm holds a panel's 16 outputs and a tile covers 4
+// panels (6 x 64: 24 accumulators, 4 weight loads + 6 broadcasts per 24 FMAs), since the 256-bit
+// 6 x 16 tile can issue at most half of a 512-bit FMA datapath's peak (Zen 5 / Sapphire Rapids:
+// docs/kernels.md). AVX2: two ymm per panel, one panel per tile (6 x 16, 12 accumulators).
+#if HWY_TARGET <= HWY_AVX3
+using DT = hn::Full512<float>;
+constexpr int kTileVecs = 1;    // vectors per panel
+constexpr int kTilePanels = 4;  // panels per full tile
+#else
+using DT = DF;
+constexpr int kTileVecs = 2;
+constexpr int kTilePanels = 1;
+#endif
+using VT = hn::Vec<DT>;
+constexpr int kTileLanes = static_cast<int>(kNr) / kTileVecs;
+constexpr size_t kTileAcc = kMr * kNr;  // floats parked per (block, panel): [6][16]
+
+// Stores row r's 16 outputs of panel t (acc: kTileVecs vectors), clipped to [.., n1), + bias.
+HWY_INLINE void StoreTilePanel(const VT* acc, int64_t t, int64_t n1, const float* bias,
+                               float* c_row) {
+  const DT dt;
+  for (int j = 0; j < kTileVecs; ++j) {
+    const int64_t n = t * kNr + j * kTileLanes;
+    if (n >= n1) return;
+    const int64_t cnt = std::min<int64_t>(kTileLanes, n1 - n);
+    VT v = acc[j];
+    if (cnt == kTileLanes) {
+      if (bias != nullptr) v = hn::Add(v, hn::LoadU(dt, bias + n));
+      hn::StoreU(v, dt, c_row + n);
+      continue;
+    }
+    HWY_ALIGN float buf[kTileLanes];
+    hn::Store(v, dt, buf);
+    // The same single f32 add per output as the vector path and the GEMV.
+    for (int64_t l = 0; l < cnt; ++l) c_row[n + l] = bias ? buf[l] + bias[n + l] : buf[l];
+  }
+}
+
+// 6 A rows (ap: [steps][6]) x P panel chunks (wp[p]: [steps][16] f32) over `steps` values of K.
+// Accumulators start at zero (first) or come from acc_buf (panel p's at acc_buf + p kTileAcc); at
+// the end (last) C = acc (+ bias) for the first `rows` rows of panels t .. t + P - 1, else they are
+// parked in acc_buf.
+template <int P>
+HWY_INLINE void Tile(const float* HWY_RESTRICT ap, const float* const* wp, size_t steps, bool first,
+                     bool last, float* HWY_RESTRICT acc_buf, int rows, int64_t t, int64_t n1,
+                     const float* bias, float* HWY_RESTRICT c, size_t c_stride) {
+  const DT dt;
+  constexpr int V = kTileVecs, L = kTileLanes;
+  VT acc[kMr][P][V];
   for (int r = 0; r < kMr; ++r) {
-    for (int j = 0; j < 2; ++j) {
-      acc[r][j] = first ? hn::Zero(df) : hn::Load(df, acc_buf + (r * 2 + j) * 8);
+    for (int p = 0; p < P; ++p) {
+      for (int j = 0; j < V; ++j) {
+        acc[r][p][j] =
+            first ? hn::Zero(dt) : hn::Load(dt, acc_buf + p * kTileAcc + r * kNr + j * L);
+      }
     }
   }
+  const float* HWY_RESTRICT w[P];
+  for (int p = 0; p < P; ++p) w[p] = wp[p];
   for (size_t v = 0; v < steps; ++v) {
-    const VF w0 = hn::Load(df, wp + v * kNr), w1 = hn::Load(df, wp + v * kNr + 8);
+    VT wv[P][V];
+    for (int p = 0; p < P; ++p)
+      for (int j = 0; j < V; ++j) wv[p][j] = hn::Load(dt, w[p] + v * kNr + j * L);
     for (int r = 0; r < kMr; ++r) {
-      const VF av = hn::Set(df, ap[v * kMr + r]);
-      acc[r][0] = hn::MulAdd(av, w0, acc[r][0]);
-      acc[r][1] = hn::MulAdd(av, w1, acc[r][1]);
+      const VT av = hn::Set(dt, ap[v * kMr + r]);
+      for (int p = 0; p < P; ++p)
+        for (int j = 0; j < V; ++j) acc[r][p][j] = hn::MulAdd(av, wv[p][j], acc[r][p][j]);
     }
   }
   if (!last) {
     for (int r = 0; r < kMr; ++r)
-      for (int j = 0; j < 2; ++j) hn::Store(acc[r][j], df, acc_buf + (r * 2 + j) * 8);
+      for (int p = 0; p < P; ++p)
+        for (int j = 0; j < V; ++j)
+          hn::Store(acc[r][p][j], dt, acc_buf + p * kTileAcc + r * kNr + j * L);
     return;
   }
-  for (int r = 0; r < rows; ++r) StorePanel(acc[r], t, n1, bias, c + r * c_stride);
+  for (int r = 0; r < rows; ++r)
+    for (int p = 0; p < P; ++p) StoreTilePanel(acc[r][p], t + p, n1, bias, c + r * c_stride);
 }
 
 // Rows [0, m) x outputs [n0, n1) (n0 a multiple of 16) from A packed by PackA. Loop nest (every
@@ -259,8 +310,9 @@ void PackedRange(const float* ap, int64_t m, const MatRef& w, const float* bias,
   const size_t n = static_cast<size_t>(w.rows);
   kc = std::min(kc, k);
   if (slab_bytes == 0) slab_bytes = 256 * 1024;
-  const int64_t max_tiles =
+  int64_t max_tiles =
       std::clamp<int64_t>(static_cast<int64_t>(slab_bytes / (kc * 4 * kNr)), 1, kMaxSlabPanels);
+  if (max_tiles > kTilePanels) max_tiles -= max_tiles % kTilePanels;  // whole tiles per slab
   thread_local AlignedScratch wconv, accs;
   float* wf = kW == WKind::kF32 ? nullptr : wconv.Get(static_cast<size_t>(max_tiles) * kc * kNr);
   // Groups of equal size (a multiple of 6): each group streams all of the chunk's weights once, so
@@ -269,7 +321,6 @@ void PackedRange(const float* ap, int64_t m, const MatRef& w, const float* bias,
   const int64_t group =
       std::min<int64_t>(kGroupRows, ((m + groups - 1) / groups + kMr - 1) / kMr * kMr);
   const int64_t group_blocks = (group + kMr - 1) / kMr;
-  constexpr size_t kTileAcc = kMr * kNr;  // floats parked per (block, panel)
   // [group block][panel of the slab][6][2][8]: only touched when K has more than one chunk.
   float* acc_buf =
       kc < k ? accs.Get(static_cast<size_t>(group_blocks * max_tiles) * kTileAcc) : nullptr;
@@ -300,9 +351,16 @@ void PackedRange(const float* ap, int64_t m, const MatRef& w, const float* bias,
           const float* apk = ap + (i / kMr) * k * kMr + k0 * kMr;
           float* acc_i =
               acc_buf == nullptr ? nullptr : acc_buf + (i - g0) / kMr * max_tiles * kTileAcc;
-          for (int64_t t = 0; t < tiles; ++t) {
-            Tile(apk, wp[t], steps, first, last, acc_i == nullptr ? nullptr : acc_i + t * kTileAcc,
-                 rows, s0 + t, n1, bias, c + i * n, n);
+          int64_t t = 0;
+          for (; t + kTilePanels <= tiles; t += kTilePanels) {
+            Tile<kTilePanels>(apk, wp + t, steps, first, last,
+                              acc_i == nullptr ? nullptr : acc_i + t * kTileAcc, rows, s0 + t, n1,
+                              bias, c + i * n, n);
+          }
+          for (; t < tiles; ++t) {
+            Tile<1>(apk, wp + t, steps, first, last,
+                    acc_i == nullptr ? nullptr : acc_i + t * kTileAcc, rows, s0 + t, n1, bias,
+                    c + i * n, n);
           }
         }
       }

@@ -323,7 +323,7 @@ HWY_INLINE void TransposeKeys(const float* HWY_RESTRICT k, int64_t k_stride, int
                               int64_t padded, size_t d, float* HWY_RESTRICT kt, size_t kt_stride) {
   int64_t j = 0;
   size_t i_vec = 0;
-#if HWY_TARGET == HWY_AVX2
+#if HWY_TARGET <= HWY_AVX2  // AVX3 too: 256-bit blocks, since its padded tiles are 16 lanes wide
   i_vec = d / 8 * 8;
   for (; j + 8 <= keys; j += 8) {
     for (size_t i = 0; i < i_vec; i += 8) {
@@ -440,7 +440,13 @@ HWY_INLINE void PvQueries(float* const* o, const float* corr, const float* HWY_R
 }
 
 // 4 queries x 3 vectors: 12 accumulators + 3 loaded vectors + 1 broadcast = 16 registers (AVX2).
+// AVX3 (32 registers): 4 x 4, so that a 64-key tile of scores and a 64-wide head are one register
+// tile each instead of a 4 x 3 tile and a latency-bound 4 x 1 tail.
+#if HWY_TARGET <= HWY_AVX3
+constexpr int kQueryGroup = 4, kQueryTile = 4;
+#else
 constexpr int kQueryGroup = 4, kQueryTile = 3;
+#endif
 
 constexpr int64_t kKeyTile = 64;
 // Query tokens per task: 64 when a task holds few query heads (MHA, small GQA groups), 32 for
