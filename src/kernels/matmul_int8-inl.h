@@ -206,6 +206,31 @@ HWY_INLINE __m256i Dot4(__m256i acc, __m256i u, __m256i w) {
 #endif
 }
 
+#if !SI_I8_VNNI  // i8vnni uses i8rows
+// Outputs o + 8 j .. + 7 of a panel for R rows from i0, from their raw u x w sums (sums[r]: the
+// 8 int32 of row r): isum = sum - 64 colsum, then Finish8. False when the half is past n.
+template <int R>
+HWY_INLINE bool StoreHalf(const Acts& a, int64_t i0, const uint8_t* panel, int64_t o, int j,
+                          const int32_t (*sums)[kGroup], int64_t n, const float* bias,
+                          float* HWY_RESTRICT c, size_t c_stride) {
+  const float* dw = reinterpret_cast<const float*>(panel);
+  const int32_t* colsum = reinterpret_cast<const int32_t*>(panel + 64);
+  const int64_t out = o + j * kGroup;
+  const int cnt = static_cast<int>(std::min<int64_t>(kGroup, n - out));
+  if (cnt <= 0) return false;
+  const __m256i shift = _mm256_slli_epi32(
+      _mm256_load_si256(reinterpret_cast<const __m256i*>(colsum + j * kGroup)), 6);
+  const __m256 d = _mm256_load_ps(dw + j * kGroup);
+  for (int r = 0; r < R; ++r) {
+    const __m256i isum =
+        _mm256_sub_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(sums[r])), shift);
+    StoreN(Finish8(isum, d, a.s[i0 + r], bias ? bias + out : nullptr, cnt),
+           c + (i0 + r) * c_stride + out, cnt);
+  }
+  return true;
+}
+#endif  // !SI_I8_VNNI
+
 // R activation rows (from row i0) x S panels (panel[s] holding outputs [o[s], o[s] + 16), none
 // past n) over all of K (int32 needs no K blocking); output (i, j) at c[i * c_stride + j]. Per
 // step: 2 weight loads per panel, one broadcast per row, vpmaddubsw + vpmaddwd + vpaddd per (row,
@@ -233,20 +258,11 @@ HWY_INLINE void PanelTile(const Acts& a, int64_t i0, size_t k, const uint8_t* co
     }
   }
   for (int s = 0; s < S; ++s) {
-    const float* dw = reinterpret_cast<const float*>(panel[s]);
-    const int32_t* colsum = reinterpret_cast<const int32_t*>(panel[s] + 64);
     for (int j = 0; j < 2; ++j) {
-      const int64_t out = o[s] + j * kGroup;
-      const int cnt = static_cast<int>(std::min<int64_t>(kGroup, n - out));
-      if (cnt <= 0) break;
-      const __m256i shift = _mm256_slli_epi32(
-          _mm256_load_si256(reinterpret_cast<const __m256i*>(colsum + j * kGroup)), 6);
-      const __m256 d = _mm256_load_ps(dw + j * kGroup);
-      for (int r = 0; r < R; ++r) {
-        const __m256i isum = _mm256_sub_epi32(acc[s][r][j], shift);
-        StoreN(Finish8(isum, d, a.s[i0 + r], bias ? bias + out : nullptr, cnt),
-               c + (i0 + r) * c_stride + out, cnt);
-      }
+      HWY_ALIGN int32_t sums[R][kGroup];
+      for (int r = 0; r < R; ++r)
+        _mm256_store_si256(reinterpret_cast<__m256i*>(sums[r]), acc[s][r][j]);
+      if (!StoreHalf<R>(a, i0, panel[s], o[s], j, sums, n, bias, c, c_stride)) break;
     }
   }
 }
@@ -287,6 +303,79 @@ HWY_INLINE void TileRows(int64_t rows, const Acts& a, const PanelMat& w, int64_t
   }
 }
 
+#if SI_I8_VNNI && HWY_TARGET <= HWY_AVX3
+// ---- The GEMM's zmm tile (m > 4). A step's 64 bytes are 4 k of all 16 outputs of a panel, so a
+// panel is one zmm and a tile is R <= 6 rows x S <= 4 panels: R S <= 24 int32 accumulators, S
+// loads + R broadcasts per R S vpdpbusd (the ymm tile above: 2 loads + 1 broadcast per 2, at most
+// half of a 512-bit datapath). The same exact int32 sums, so the same bits.
+constexpr int kRz = 6, kSz = 4;
+
+template <int R, int S>
+HWY_INLINE void PanelTileZ(const Acts& a, int64_t i0, const PanelMat& w, int64_t p) {
+  const size_t k = w.k;
+  const uint8_t* panel[S];
+  for (int s = 0; s < S; ++s) panel[s] = w.base + static_cast<size_t>(p + s) * w.stride;
+  __m512i acc[S][R];
+  for (int s = 0; s < S; ++s)
+    for (int r = 0; r < R; ++r) acc[s][r] = _mm512_setzero_si512();
+  const uint8_t* u = a.u + i0 * k;
+  for (size_t kk = 0; kk < k; kk += 4) {
+    __m512i wv[S];
+    for (int s = 0; s < S; ++s) wv[s] = _mm512_loadu_si512(panel[s] + kPanelHead + kk * kPanelRows);
+    for (int r = 0; r < R; ++r) {
+      int32_t a4;
+      std::memcpy(&a4, u + r * k + kk, 4);
+      const __m512i av = _mm512_set1_epi32(a4);
+      for (int s = 0; s < S; ++s) acc[s][r] = _mm512_dpbusd_epi32(acc[s][r], av, wv[s]);
+    }
+  }
+  for (int s = 0; s < S; ++s) {
+    HWY_ALIGN int32_t lo[R][kGroup], hi[R][kGroup];
+    for (int r = 0; r < R; ++r) {
+      _mm256_store_si256(reinterpret_cast<__m256i*>(lo[r]), _mm512_castsi512_si256(acc[s][r]));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(hi[r]),
+                         _mm512_extracti64x4_epi64(acc[s][r], 1));
+    }
+    const int64_t o = (p + s) * kPanelRows;
+    if (StoreHalf<R>(a, i0, panel[s], o, 0, lo, w.n, w.bias, w.c, w.c_stride))
+      StoreHalf<R>(a, i0, panel[s], o, 1, hi, w.n, w.bias, w.c, w.c_stride);
+  }
+}
+
+template <int R>
+HWY_INLINE void TileZPanels(int64_t panels, const Acts& a, const PanelMat& w, int64_t i0,
+                            int64_t p) {
+  switch (panels) {
+    case 1:
+      return PanelTileZ<R, 1>(a, i0, w, p);
+    case 2:
+      return PanelTileZ<R, 2>(a, i0, w, p);
+    case 3:
+      return PanelTileZ<R, 3>(a, i0, w, p);
+    default:
+      return PanelTileZ<R, 4>(a, i0, w, p);
+  }
+}
+
+// `rows` (1..6) rows from i0 x `panels` (1..4) panels from p.
+void TileZ(int64_t rows, int64_t panels, const Acts& a, const PanelMat& w, int64_t i0, int64_t p) {
+  switch (rows) {
+    case 1:
+      return TileZPanels<1>(panels, a, w, i0, p);
+    case 2:
+      return TileZPanels<2>(panels, a, w, i0, p);
+    case 3:
+      return TileZPanels<3>(panels, a, w, i0, p);
+    case 4:
+      return TileZPanels<4>(panels, a, w, i0, p);
+    case 5:
+      return TileZPanels<5>(panels, a, w, i0, p);
+    default:
+      return TileZPanels<6>(panels, a, w, i0, p);
+  }
+}
+#endif  // SI_I8_VNNI && HWY_TARGET <= HWY_AVX3
+
 // Rows [0, m) x the panels of outputs [n0, n1) (n0 a multiple of 16) of a panel matrix at base.
 //   m <= 4: every panel once for all rows; 4 panels at a time (4 streams through memory, as the
 //   Q8_0 panel decode) for one row, 2 for two, 1 for three or four (<= 8 accumulators).
@@ -316,10 +405,17 @@ void PanelRange(const Acts& a, int64_t m, const uint8_t* base, size_t k, int64_t
   const int64_t slab = std::max<int64_t>(1, static_cast<int64_t>(kSlabBytes / w.stride));
   for (int64_t s0 = p0; s0 < p1; s0 += slab) {
     const int64_t s1 = std::min(p1, s0 + slab);
+#if SI_I8_VNNI && HWY_TARGET <= HWY_AVX3
+    for (int64_t i = 0; i < m; i += kRz) {
+      for (int64_t p = s0; p < s1; p += kSz)
+        TileZ(std::min<int64_t>(kRz, m - i), std::min<int64_t>(kSz, s1 - p), a, w, i, p);
+    }
+#else
     for (int64_t i = 0; i < m; i += kR) {
       for (int64_t p = s0; p < s1; ++p)
         SI_I8_NS::TileRows(std::min<int64_t>(kR, m - i), a, w, i, p);
     }
+#endif
   }
 }
 
