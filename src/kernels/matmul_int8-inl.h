@@ -305,10 +305,13 @@ HWY_INLINE void TileRows(int64_t rows, const Acts& a, const PanelMat& w, int64_t
 
 #if SI_I8_VNNI && HWY_TARGET <= HWY_AVX3
 // ---- The GEMM's zmm tile (m > 4). A step's 64 bytes are 4 k of all 16 outputs of a panel, so a
-// panel is one zmm and a tile is R <= 6 rows x S <= 4 panels: R S <= 24 int32 accumulators, S
+// panel is one zmm and a tile is R <= 6 rows x S <= 2 panels: R S <= 12 int32 accumulators, S
 // loads + R broadcasts per R S vpdpbusd (the ymm tile above: 2 loads + 1 broadcast per 2, at most
-// half of a 512-bit datapath). The same exact int32 sums, so the same bits.
-constexpr int kRz = 6, kSz = 4;
+// half of a 512-bit datapath). The same exact int32 sums, so the same bits. Emerald Rapids,
+// kernel_bench prefill/int8/110m_{attn_q,ffn_up,ffn_down}, 1 thread, median of 3, GOP/s (VNNI
+// peak 490): 6 x 4 274 / 286 / 329, 4 x 4 383 / 418 / 444, 6 x 3 422 / 478 / 437, 6 x 2 435 /
+// 443 / 449 (6 x 4 leaves no register for the loaded weights and broadcasts).
+constexpr int kRz = 6, kSz = 2;
 
 template <int R, int S>
 HWY_INLINE void PanelTileZ(const Acts& a, int64_t i0, const PanelMat& w, int64_t p) {

@@ -317,6 +317,127 @@ HWY_INLINE void PanelTileRows(int rows, const Acts& a, int64_t i0, const MatRef&
   }
 }
 
+#if SI_Q8_VNNI && HWY_TARGET <= HWY_AVX3
+// ---- The GEMM's zmm tile (AVX3_VNNI, m > 4): a step's 64 bytes are 4 k of all 16 outputs of a
+// panel, so a panel is one zmm and a tile is R <= 6 rows x S <= 2 panels (R S int32 block sums +
+// R S f32 accumulators + S weights <= 26 zmm). The vpdpbusd sums of u = q + 128 start from
+// -128 x the block's weight sums (nws: [S panels][nblocks][16], made once per slab by
+// SlabWeightSums instead of once per tile), so they end as the exact block sums. Per output the
+// same operations as PanelTile (exact int32 block sum, then one convert + multiply + FMA per
+// block), so the same bits.
+constexpr int kRz = 6, kSz = 2;
+
+template <int R, int S>
+HWY_INLINE void PanelTileZ(const Acts& a, int64_t i0, const MatRef& w, int64_t o0,
+                           const int32_t* HWY_RESTRICT nws, const float* bias,
+                           float* HWY_RESTRICT c, size_t c_stride) {
+  const size_t k = static_cast<size_t>(w.cols);
+  const size_t nblocks = k / kQK8_0;
+  const int64_t n = w.rows;
+  const uint8_t* panel[S];
+  for (int s = 0; s < S; ++s) {
+    panel[s] = static_cast<const uint8_t*>(w.data) + (o0 + s * kPanelRows) * w.row_bytes();
+  }
+  __m512 facc[S][R];
+  for (int s = 0; s < S; ++s)
+    for (int r = 0; r < R; ++r) facc[s][r] = _mm512_setzero_ps();
+  const uint8_t* au = a.u + i0 * k;
+  const float* ad = a.d + i0 * nblocks;
+  for (size_t blk = 0; blk < nblocks; ++blk) {
+    __m512i acc[S][R];
+    for (int s = 0; s < S; ++s) {
+      const __m512i init = _mm512_load_si512(nws + (s * nblocks + blk) * kPanelRows);
+      for (int r = 0; r < R; ++r) acc[s][r] = init;
+    }
+    for (int q = 0; q < 8; ++q) {
+      __m512i wv[S];
+      for (int s = 0; s < S; ++s) {
+        wv[s] = _mm512_loadu_si512(panel[s] + blk * kPanelBlock + kPanelScales + q * 64);
+      }
+      for (int r = 0; r < R; ++r) {
+        int32_t u4;
+        std::memcpy(&u4, au + r * k + blk * kQK8_0 + q * 4, 4);
+        const __m512i uv = _mm512_set1_epi32(u4);
+        for (int s = 0; s < S; ++s) acc[s][r] = _mm512_dpbusd_epi32(acc[s][r], uv, wv[s]);
+      }
+    }
+    __m512 dw[S];
+    for (int s = 0; s < S; ++s) {
+      dw[s] = _mm512_cvtph_ps(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel[s] + blk * kPanelBlock)));
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m512 da = _mm512_set1_ps(ad[r * nblocks + blk]);
+      for (int s = 0; s < S; ++s) {
+        const __m512 sc = _mm512_mul_ps(dw[s], da);
+        facc[s][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[s][r]), sc, facc[s][r]);
+      }
+    }
+  }
+  for (int s = 0; s < S; ++s) {
+    for (int j = 0; j < 2; ++j) {
+      const int64_t out = o0 + s * kPanelRows + j * kGroup;
+      const int cnt = static_cast<int>(std::min<int64_t>(kGroup, n - out));
+      if (cnt <= 0) break;
+      HWY_ALIGN float bb[8] = {};
+      if (bias) std::memcpy(bb, bias + out, cnt * sizeof(float));
+      for (int r = 0; r < R; ++r) {
+        const __m256 f =
+            j == 0 ? _mm512_castps512_ps256(facc[s][r]) : _mm512_extractf32x8_ps(facc[s][r], 1);
+        const __m256 y = bias ? _mm256_add_ps(f, _mm256_load_ps(bb)) : f;
+        i8rows::StoreN(y, c + (i0 + r) * c_stride + out, cnt);
+      }
+    }
+  }
+}
+
+// nws [panels][nblocks][16] = -128 x the sum of each block's 32 weights per output, for `panels`
+// panels from output o0 (exact: |128 x 32 x 128| < 2^31).
+void SlabWeightSums(const MatRef& w, int64_t o0, int64_t panels, int32_t* HWY_RESTRICT nws) {
+  const size_t nblocks = static_cast<size_t>(w.cols) / kQK8_0;
+  const __m512i ones8 = _mm512_set1_epi8(1);
+  for (int64_t p = 0; p < panels; ++p) {
+    const uint8_t* panel =
+        static_cast<const uint8_t*>(w.data) + (o0 + p * kPanelRows) * w.row_bytes();
+    for (size_t blk = 0; blk < nblocks; ++blk) {
+      __m512i sum = _mm512_setzero_si512();
+      for (int q = 0; q < 8; ++q) {
+        sum = _mm512_dpbusd_epi32(
+            sum, ones8, _mm512_loadu_si512(panel + blk * kPanelBlock + kPanelScales + q * 64));
+      }
+      _mm512_store_si512(nws + (p * nblocks + blk) * kPanelRows,
+                         _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7)));
+    }
+  }
+}
+
+template <int R>
+HWY_INLINE void TileZPanels(int64_t panels, const Acts& a, int64_t i0, const MatRef& w, int64_t o0,
+                            const int32_t* nws, const float* bias, float* c, size_t c_stride) {
+  if (panels >= 2) return PanelTileZ<R, 2>(a, i0, w, o0, nws, bias, c, c_stride);
+  PanelTileZ<R, 1>(a, i0, w, o0, nws, bias, c, c_stride);
+}
+
+// `rows` (1..6) rows from i0 x `panels` (1..2) panels from output o0.
+void TileZ(int64_t rows, int64_t panels, const Acts& a, int64_t i0, const MatRef& w, int64_t o0,
+           const int32_t* nws, const float* bias, float* c, size_t c_stride) {
+  switch (rows) {
+    case 1:
+      return TileZPanels<1>(panels, a, i0, w, o0, nws, bias, c, c_stride);
+    case 2:
+      return TileZPanels<2>(panels, a, i0, w, o0, nws, bias, c, c_stride);
+    case 3:
+      return TileZPanels<3>(panels, a, i0, w, o0, nws, bias, c, c_stride);
+    case 4:
+      return TileZPanels<4>(panels, a, i0, w, o0, nws, bias, c, c_stride);
+    case 5:
+      return TileZPanels<5>(panels, a, i0, w, o0, nws, bias, c, c_stride);
+    default:
+      return TileZPanels<6>(panels, a, i0, w, o0, nws, bias, c, c_stride);
+  }
+}
+#endif  // SI_Q8_VNNI && HWY_TARGET <= HWY_AVX3
+
 // Rows [0, m) x outputs [n0, n1) of panel matrix w (n0 a multiple of 16), m > 4: slabs of panels
 // (half of L2) read from memory once, then from L2 by every block of 4 activation rows.
 void PanelGemm(const Acts& a, int64_t m, const MatRef& w, const float* bias, float* c,
@@ -326,6 +447,19 @@ void PanelGemm(const Acts& a, int64_t m, const MatRef& w, const float* bias, flo
       std::max<int64_t>(1, static_cast<int64_t>(i8rows::kSlabBytes) / (kPanelRows * w.row_bytes()));
   for (int64_t s0 = 0; s0 < panels; s0 += slab) {
     const int64_t s1 = std::min(panels, s0 + slab);
+#if SI_Q8_VNNI && HWY_TARGET <= HWY_AVX3
+    const size_t nblocks = static_cast<size_t>(w.cols) / kQK8_0;
+    thread_local AlignedScratch nws_buf;  // [slab panels][nblocks][16] int32
+    int32_t* nws = reinterpret_cast<int32_t*>(
+        nws_buf.Get(static_cast<size_t>(s1 - s0) * nblocks * kPanelRows));
+    SlabWeightSums(w, n0 + s0 * kPanelRows, s1 - s0, nws);
+    for (int64_t i = 0; i < m; i += kRz) {
+      for (int64_t p = s0; p < s1; p += kSz) {
+        TileZ(std::min<int64_t>(kRz, m - i), std::min<int64_t>(kSz, s1 - p), a, i, w,
+              n0 + p * kPanelRows, nws + (p - s0) * nblocks * kPanelRows, bias, c, c_stride);
+      }
+    }
+#else
     for (int64_t i = 0; i < m; i += kR) {
       const int rows = static_cast<int>(std::min<int64_t>(kR, m - i));
       for (int64_t p = s0; p < s1; ++p) {
@@ -333,6 +467,7 @@ void PanelGemm(const Acts& a, int64_t m, const MatRef& w, const float* bias, flo
         PanelTileRows<1>(rows, a, i, w, &o, bias, c, c_stride);
       }
     }
+#endif
   }
 }
 
