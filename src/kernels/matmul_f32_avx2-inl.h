@@ -166,7 +166,7 @@ void GemvRows(const float* a, size_t a_stride, const MatRef& w, const float* bia
   constexpr int kT = R == 1 ? 4 : R == 2 ? 2 : 1;  // <= 8 accumulators
   const int64_t t1 = (n1 + kNr - 1) / kNr;
   int64_t t = n0 / kNr;
-  for (; t + kT <= t1 && !(R == 1 && DecodeStreams(kDefaultDecodeStreams) == 1); t += kT)
+  for (; t + kT <= t1 && !(R == 1 && DecodeStreams() == 1); t += kT)
     GemvPanels<kW, R, kT>(a, a_stride, w, bias, c, c_stride, t, n1);
   for (; t < t1; ++t) GemvPanels<kW, R, 1>(a, a_stride, w, bias, c, c_stride, t, n1);
 }

@@ -389,7 +389,7 @@ void PanelRange(const Acts& a, int64_t m, const uint8_t* base, size_t k, int64_t
   const PanelMat w{base, k, PanelStride(k), n, bias, c, c_stride};
   const int64_t p0 = n0 / kPanelRows, p1 = (n1 + kPanelRows - 1) / kPanelRows;
   if (m <= 4) {
-    const int64_t streams = m == 1 ? DecodeStreams(kDefaultDecodeStreams) : m == 2 ? 2 : 1;
+    const int64_t streams = m == 1 ? DecodeStreams() : m == 2 ? 2 : 1;
     const int64_t tiles = (p1 - p0) / streams;  // stream s: panels p0 + [s tiles, (s + 1) tiles)
     for (int64_t t = 0; t < tiles; ++t) {
       int64_t ps[4];

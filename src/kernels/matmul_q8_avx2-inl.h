@@ -485,9 +485,8 @@ void Range(const Acts& a, int64_t m, const MatRef& w, const float* bias, float* 
     const int rows = static_cast<int>(m);
     const int64_t panels = (n1 - n0 + kPanelRows - 1) / kPanelRows;
     constexpr int kS = 4;
-    const int64_t tiles = DecodeStreams(kDefaultDecodeStreams) == 1
-                              ? 0
-                              : panels / kS;  // stream s: panels [s * tiles, (s + 1) * tiles)
+    const int64_t tiles =
+        DecodeStreams() == 1 ? 0 : panels / kS;  // stream s: panels [s * tiles, (s + 1) * tiles)
     for (int64_t t = 0; t < tiles; ++t) {
       int64_t o[kS];
       for (int s = 0; s < kS; ++s) o[s] = n0 + (t + s * tiles) * kPanelRows;

@@ -21,6 +21,10 @@
 // or one lane) updated over K in the same order with the same ops, whatever R, C, the K or N
 // chunking or the thread: the result depends only on (A row m, W row n, bias[n]) and the target.
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -106,22 +110,36 @@ int64_t DecodeChunksPerThread(int64_t def) {
 }
 
 // Weight streams of the one-row panel GEMVs (f32, Q8_0, int8): 4 panels at once (4 sequential
-// streams) or 1. SI_DECODE_STREAMS=1|4 overrides the table's default (for measuring). The same
-// arithmetic per output either way (the same bits). AVX2 keeps the 4 streams measured on Zen 3
-// (docs/kernels.md); AVX3 runs 1, measured on Zen 4 (one sequential read stream reaches 30 GB/s
-// there, four 16-20): 1.1B tg32, 3 alternating rounds, 1 / 2 threads, 4 vs 1 streams: Q8_0 21.8 /
-// 26.7 vs 24.1 / 32.7, 18.9 / 30.0 vs 21.7 / 39.2, 22.4 / 26.2 vs 23.1 / 29.0 t/s (1 ahead in all
-// six); f32 5.9 / 10.9 vs 5.9 / 12.1, 4.8 / 7.6 vs 7.4 / 8.8, 5.6 / 11.9 vs 7.3 / 7.9 (1 ahead or
-// level on one thread, mixed on two: the machine's bandwidth drifted by 1.5x within the runs).
-int DecodeStreams(int def) {
-  static const int env = [] {
+// streams) or 1. SI_DECODE_STREAMS=1|4 overrides the default (for measuring). The same arithmetic
+// per output either way (the same bits). The default follows the measurements (docs/kernels.md):
+// 1 on AMD with AVX-512 (Zen 4: one sequential read stream reaches 30 GB/s there, four 16-20;
+// 1.1B tg32, 3 alternating rounds, 1 / 2 threads, 4 vs 1 streams: Q8_0 21.8 / 26.7 vs 24.1 /
+// 32.7, 18.9 / 30.0 vs 21.7 / 39.2, 22.4 / 26.2 vs 23.1 / 29.0 t/s), 4 elsewhere: Zen 3 (AVX2)
+// and Intel (Emerald Rapids, whose cores need more misses in flight: 1.1B tg16, 1 thread,
+// alternating, 1 vs 4 streams: Q8_0 11.2 / 11.2 vs 13.4 / 13.6 t/s, f32 2.8 / 3.3 vs 3.9 / 3.9).
+bool IsAmdCpu() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) == 0) return false;
+  char vendor[13] = {};
+  std::memcpy(vendor, &ebx, 4);
+  std::memcpy(vendor + 4, &edx, 4);
+  std::memcpy(vendor + 8, &ecx, 4);
+  return std::strcmp(vendor, "AuthenticAMD") == 0;
+#else
+  return false;
+#endif
+}
+
+int DecodeStreams() {
+  static const int streams = [] {
     const char* e = std::getenv("SI_DECODE_STREAMS");
     const int v = e ? std::atoi(e) : 0;
-    return v == 1 || v == 4 ? v : 0;
+    if (v == 1 || v == 4) return v;
+    return HWY_TARGET <= HWY_AVX3 && IsAmdCpu() ? 1 : 4;
   }();
-  return env > 0 ? env : def;
+  return streams;
 }
-constexpr int kDefaultDecodeStreams = HWY_TARGET <= HWY_AVX3 ? 1 : 4;
 
 template <class Fn>
 void RunOverOutputs(int count, const MatRef* w, int64_t m, ThreadPool* pool, int64_t decode_chunks,

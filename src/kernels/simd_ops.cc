@@ -520,7 +520,9 @@ void Attention(const AttentionArgs& a, ThreadPool* pool) {
     const size_t lanes = hn::Lanes(df);
     const int64_t hc = task % head_chunks;
     const int64_t kvh = (task / head_chunks) % a.num_kv_heads;
-    const int64_t tb = task / (head_chunks * a.num_kv_heads);
+    // Last token block first: causal tasks grow with the block, and the pool hands tasks out in
+    // order, so the long ones start early instead of being the tail one thread runs alone.
+    const int64_t tb = token_blocks - 1 - task / (head_chunks * a.num_kv_heads);
     const int64_t t0 = tb * token_block, t1 = std::min(a.num_tokens, t0 + token_block);
     const int64_t h0 = kvh * group + hc * heads_per_task;
     const int64_t nq = (t1 - t0) * heads_per_task;
