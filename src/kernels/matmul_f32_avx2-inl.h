@@ -1,11 +1,11 @@
-// f32 / f16 / bf16 weights in 16-output panels (MatRef::panels16) on AVX2 and AVX3 (256-bit
-// vectors on both): the OUTPUTS are in the vector lanes. A textual fragment included by
-// simd_matmul.cc after LoadW / ForEachRow. The AVX2 and AVX3 tables repack these matrices once
-// (Kernels::to_panels, called by the engine at start-up); row-major matrices keep the
-// lanes-along-K tiles of simd_matmul.cc, and the SSE4 table never repacks. On Zen 4 these panels
-// beat AVX3's row-major 4 x 4 zmm tile, 110M f32, 2 rounds (scaleinfer bench -p 512 -n 64 -t 1,2,
-// SI_KERNEL_TARGET=AVX2 against the AVX3 table before it repacked): pp512 509 / 827 vs 446 / 880
-// t/s, tg64 58 / 98 vs 31 / 56 t/s.
+// f32 / f16 / bf16 weights in 16-output panels (MatRef::panels16) on AVX2 and AVX3 (the GEMV on
+// 256-bit vectors on both; the packed GEMM's tile in zmm on AVX3): the OUTPUTS are in the lanes. A
+// textual fragment included by simd_matmul.cc after LoadW / ForEachRow. The AVX2 and AVX3 tables
+// repack these matrices once (Kernels::to_panels, called by the engine at start-up); row-major
+// matrices keep the lanes-along-K tiles of simd_matmul.cc, and the SSE4 table never repacks. On Zen
+// 4 these panels beat AVX3's row-major 4 x 4 zmm tile, 110M f32, 2 rounds (scaleinfer bench -p 512
+// -n 64 -t 1,2, SI_KERNEL_TARGET=AVX2 against the AVX3 table before it repacked): pp512 509 / 827
+// vs 446 / 880 t/s, tg64 58 / 98 vs 31 / 56 t/s.
 //
 // Numerics of a panel matrix (one f32 chain per output, in K order):
 //   acc = 0; for k = 0 .. K-1: acc = FMA(a[m, k], w[n, k], acc);  C[m, n] = acc (+ bias[n])
@@ -24,7 +24,8 @@
 namespace f32avx2 {
 
 #if HWY_TARGET <= HWY_AVX2
-// 256-bit vectors on every table (AVX3 too): the tiles below are written for 8 lanes.
+// The GEMV and the conversions run on 256-bit vectors on every table (decode is bandwidth bound);
+// the packed GEMM's tile (DT below) is 512-bit on AVX3.
 using DF = hn::Full256<float>;
 using VF = hn::Vec<DF>;
 constexpr int64_t kNr = kPanelOutputs;  // outputs per panel: 2 vectors of 8
