@@ -312,12 +312,12 @@ HWY_INLINE void TileRows(int64_t rows, const Acts& a, const PanelMat& w, int64_t
 // peak 490): 6 x 4 274 / 286 / 329, 4 x 4 383 / 418 / 444, 6 x 3 422 / 478 / 437, 6 x 2 435 /
 // 443 / 449 (6 x 4 leaves no register for the loaded weights and broadcasts).
 constexpr int kRz = 6, kSz = 2;
-// Batched decode (at most 4 row tiles, m <= 24): the row tiles of a slab prefetch the next slab (a
+// Batched decode (at most 16 row tiles, m <= 96): the row tiles of a slab prefetch the next slab (a
 // 1 / row_tiles part of every panel pair each, pf_lines lines per kPrefetchK k), as the Q8_0 GEMM
-// (matmul_q8_avx2-inl.h, kPrefetchRowTiles): without it the first row tile of every slab waited on
-// DRAM. Zen 5, 1.1B int8 -b 16 tg32, 2 alternating rounds, 1 / 2 threads, t/s: without 132.2 /
-// 233.2, 119.3 / 239.8; with 169.5 / 283.6, 173.6 / 305.7.
-constexpr int64_t kPrefetchRowTiles = 4;
+// (matmul_q8_avx2-inl.h, kPrefetchRowTiles, whose limit of 16 was measured there): without it the
+// first row tile of every slab waited on DRAM. Zen 5, 1.1B int8 -b 16 tg32, 2 alternating rounds,
+// 1 / 2 threads, t/s: without 132.2 / 233.2, 119.3 / 239.8; with 169.5 / 283.6, 173.6 / 305.7.
+constexpr int64_t kPrefetchRowTiles = 16;
 constexpr size_t kPrefetchK = 64;
 
 template <int R, int S>

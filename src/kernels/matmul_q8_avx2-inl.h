@@ -339,14 +339,16 @@ HWY_INLINE void PanelTileRows(int rows, const Acts& a, int64_t i0, const MatRef&
 // pf / pf_lines: the tile prefetches pf_lines cache lines per block from pf (into L2) for the next
 // slab (see PanelGemm).
 constexpr int kRz = 6, kSz = 2;
-// A batch of at most 4 row tiles (m <= 24: batched decode) computes too little per slab to hide the
-// slab's fetch, which was serial with it (SlabWeightSums streams the slab, then the tiles compute):
-// so the row tiles of each slab prefetch the next slab, each a 1 / row_tiles part of every panel
-// pair, spread over their blocks. Zen 5, 1.1B Q8_0 -b 16 tg32, 3 alternating rounds, 1 / 2
-// threads, t/s: without 186.7 / 323.0, 173.6 / 277.5, 184.9 / 324.9; with 225.2 / 354.1, 222.4 /
-// 378.2, 212.0 / 356.8 (kernel_bench batch16_dram/q8_0/ffn_up, 1 thread: 392 -> 421-484 GOP/s).
-// PREFETCHT0 instead of T1 measured the same.
-constexpr int64_t kPrefetchRowTiles = 4;
+// A batch of at most 16 row tiles (m <= 96: batched decode) computes too little per slab to hide
+// the slab's fetch, which was serial with it (SlabWeightSums streams the slab, then the tiles
+// compute): so the row tiles of each slab prefetch the next slab, each a 1 / row_tiles part of
+// every panel pair, spread over their blocks. Zen 5, 1.1B Q8_0 tg, alternating rounds, 1 / 2
+// threads, t/s: -b 16 without 186.7 / 323.0, 173.6 / 277.5, 184.9 / 324.9; with 225.2 / 354.1,
+// 222.4 / 378.2, 212.0 / 356.8 (kernel_bench batch16_dram/q8_0/ffn_up, 1 thread: 392 -> 421-484
+// GOP/s). Up to 4 vs up to 16 row tiles: -b 32 220.2 / 387.6, 221.6 / 388.1 vs 242.9 / 441.3,
+// 248.0 / 403.8; -b 64 257.0 / 463.3, 251.0 / 450.5 vs 260.5 / 491.4, 263.0 / 459.3. Prefill
+// (110M pp512) measured the same with it for every m. PREFETCHT0 instead of T1 measured the same.
+constexpr int64_t kPrefetchRowTiles = 16;
 
 template <int R, int S>
 HWY_INLINE void PanelTileZ(const Acts& a, int64_t i0, const MatRef& w, int64_t o0,
