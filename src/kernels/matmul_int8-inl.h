@@ -108,6 +108,39 @@ constexpr int64_t kPanelRows = 16;
 constexpr size_t kPanelHead = 128;
 constexpr size_t kSlabBytes = 256 * 1024;  // panels per L2 slab: half the 512 KiB L2 (as f32)
 
+// Batched decode in the zmm GEMMs (i8vnni's PanelRange, q8vnni's PanelGemm): with at most
+// kPrefetchRowTiles row tiles (m <= 96) a slab computes too little to hide its own fetch, which
+// was serial with it (the slab streamed in, then the tiles computed). So row tile t of a slab
+// prefetches part t of every panel group of the next slab (PREFETCHT1), `lines` cache lines per
+// step of its k loop, and the fetch runs during the whole compute. Zen 5, 1.1B tg32, alternating
+// rounds, 1 / 2 threads, t/s, without -> with: Q8_0 -b 16 186.7 / 323.0, 173.6 / 277.5, 184.9 /
+// 324.9 -> 225.2 / 354.1, 222.4 / 378.2, 212.0 / 356.8; int8 -b 16 132.2 / 233.2, 119.3 / 239.8 ->
+// 169.5 / 283.6, 173.6 / 305.7. Q8_0 with up to 4 vs up to 16 row tiles: -b 32 220.2 / 387.6,
+// 221.6 / 388.1 vs 242.9 / 441.3, 248.0 / 403.8; -b 64 257.0 / 463.3, 251.0 / 450.5 vs 260.5 /
+// 491.4, 263.0 / 459.3. Prefill (110M pp512) measured the same with it for every m, and PREFETCHT0
+// the same as T1.
+constexpr int64_t kPrefetchRowTiles = 16;
+
+struct SlabPrefetch {
+  size_t part = 0;   // bytes of a panel group per row tile
+  size_t lines = 0;  // cache lines per k step; 0: no prefetch
+  // Where row tile `tile` prefetches the next slab's panel group, at byte `next_group` of the
+  // weights at `base` (null: no prefetch; the address is only formed when there is a next slab).
+  const uint8_t* At(const void* base, size_t next_group, int64_t tile) const {
+    return lines ? static_cast<const uint8_t*>(base) + next_group + static_cast<size_t>(tile) * part
+                 : nullptr;
+  }
+};
+
+// The prefetch of a slab with `row_tiles` row tiles whose k loop has `steps` steps, for panel
+// groups of group_bytes; none when there is no next slab or the tiles compute enough to hide it.
+HWY_INLINE SlabPrefetch PlanSlabPrefetch(int64_t row_tiles, bool has_next, size_t group_bytes,
+                                         size_t steps) {
+  if (!has_next || row_tiles > kPrefetchRowTiles) return {};
+  const size_t part = (group_bytes + row_tiles - 1) / row_tiles;
+  return {part, (part + steps * 64 - 1) / (steps * 64)};
+}
+
 HWY_INLINE size_t PanelStride(size_t k) { return kPanelHead + kPanelRows * k; }
 
 // The 32-byte quants of one block of 8 weight rows (v[l]: row l) -> o[i] = 4-byte word i of rows
@@ -312,13 +345,7 @@ HWY_INLINE void TileRows(int64_t rows, const Acts& a, const PanelMat& w, int64_t
 // peak 490): 6 x 4 274 / 286 / 329, 4 x 4 383 / 418 / 444, 6 x 3 422 / 478 / 437, 6 x 2 435 /
 // 443 / 449 (6 x 4 leaves no register for the loaded weights and broadcasts).
 constexpr int kRz = 6, kSz = 2;
-// Batched decode (at most 16 row tiles, m <= 96): the row tiles of a slab prefetch the next slab (a
-// 1 / row_tiles part of every panel pair each, pf_lines lines per kPrefetchK k), as the Q8_0 GEMM
-// (matmul_q8_avx2-inl.h, kPrefetchRowTiles, whose limit of 16 was measured there): without it the
-// first row tile of every slab waited on DRAM. Zen 5, 1.1B int8 -b 16 tg32, 2 alternating rounds,
-// 1 / 2 threads, t/s: without 132.2 / 233.2, 119.3 / 239.8; with 169.5 / 283.6, 173.6 / 305.7.
-constexpr int64_t kPrefetchRowTiles = 16;
-constexpr size_t kPrefetchK = 64;
+constexpr size_t kPrefetchK = 64;  // k per step of the next-slab prefetch (i8rows::SlabPrefetch)
 
 template <int R, int S>
 HWY_INLINE void PanelTileZ(const Acts& a, int64_t i0, const PanelMat& w, int64_t p,
@@ -414,18 +441,12 @@ void PanelRange(const Acts& a, int64_t m, const uint8_t* base, size_t k, int64_t
   for (int64_t s0 = p0; s0 < p1; s0 += slab) {
     const int64_t s1 = std::min(p1, s0 + slab);
 #if SI_I8_VNNI && HWY_TARGET <= HWY_AVX3
-    const int64_t row_tiles = (m + kRz - 1) / kRz;
-    const bool prefetch = row_tiles <= kPrefetchRowTiles && s1 < p1;
-    const size_t part = (kSz * w.stride + row_tiles - 1) / row_tiles;
-    const size_t chunks = (k + kPrefetchK - 1) / kPrefetchK;
-    const size_t pf_lines = prefetch ? (part + chunks * 64 - 1) / (chunks * 64) : 0;
+    const i8rows::SlabPrefetch pf = i8rows::PlanSlabPrefetch(
+        (m + kRz - 1) / kRz, s1 < p1, kSz * w.stride, (k + kPrefetchK - 1) / kPrefetchK);
     for (int64_t i = 0; i < m; i += kRz) {
       for (int64_t p = s0; p < s1; p += kSz) {
-        const uint8_t* pf =
-            prefetch ? w.base + static_cast<size_t>(p + (s1 - s0)) * w.stride + (i / kRz) * part
-                     : nullptr;
-        TileZ(std::min<int64_t>(kRz, m - i), std::min<int64_t>(kSz, s1 - p), a, w, i, p, pf,
-              pf_lines);
+        TileZ(std::min<int64_t>(kRz, m - i), std::min<int64_t>(kSz, s1 - p), a, w, i, p,
+              pf.At(w.base, static_cast<size_t>(p + (s1 - s0)) * w.stride, i / kRz), pf.lines);
       }
     }
 #else

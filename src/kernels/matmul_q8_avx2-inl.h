@@ -1,14 +1,14 @@
 // Q8_0 weights x Q8_0 activations on AVX2 and AVX3 (256-bit vectors; the AVX3_VNNI GEMM, m > 4,
-// in zmm: PanelTileZ). The weights are in 16-output
-// panels (the engine repacks them once, Kernels::to_panels; a row-major matrix with M > 4 is packed
-// a slab at a time per call) and one tile reads them with the outputs in the vector lanes for every
-// M; a row-major matrix with M <= 4 (decode of an unrepacked model) streams its rows through a tile
-// of its own with the same arithmetic. A textual fragment included by simd_matmul.cc after
-// matmul_int8-inl.h (it uses i8rows::StoreBlockSteps16 / StoreN / kSlabBytes). The AVX2 and AVX3
-// tables run it (AVX3_VNNI: the q8vnni instance below); Q4_0 keeps matmul_quant-inl.h's tiles. On
-// Zen 4 (AVX-512 VNNI) the AVX3_VNNI table with these panels against matmul_quant-inl.h's
-// lanes-along-K qvnni tile, 110M Q8_0, 2 rounds (scaleinfer bench -p 512 -n 64 -t 1,2): pp512 1210
-// / 2071 vs 550 / 925 t/s, tg64 208 / 263 vs 62 / 111 t/s.
+// in zmm: PanelTileZ). The weights are in 16-output panels (the engine repacks them once,
+// Kernels::to_panels; a row-major matrix with M > 4 is packed a slab at a time per call) and one
+// tile reads them with the outputs in the vector lanes for every M; a row-major matrix with M <= 4
+// (decode of an unrepacked model) streams its rows through a tile of its own with the same
+// arithmetic. A textual fragment included by simd_matmul.cc after matmul_int8-inl.h (it uses
+// i8rows::StoreBlockSteps16 / StoreN / kSlabBytes / PlanSlabPrefetch). The AVX2 and AVX3 tables run
+// it (AVX3_VNNI: the q8vnni instance below); Q4_0 keeps matmul_quant-inl.h's tiles. On Zen 4
+// (AVX-512 VNNI) the AVX3_VNNI table with these panels against matmul_quant-inl.h's lanes-along-K
+// qvnni tile, 110M Q8_0, 2 rounds (scaleinfer bench -p 512 -n 64 -t 1,2): pp512 1210 / 2071 vs 550
+// / 925 t/s, tg64 208 / 263 vs 62 / 111 t/s.
 //
 // Numerics of this table (ops.h's Q8_0 contract; one f32 accumulator per output):
 //   acc = 0; for each block b in order: acc = FMA(f32(isum_b), d_w[n, b] * d_a[m, b], acc)
@@ -337,18 +337,9 @@ HWY_INLINE void PanelTileRows(int rows, const Acts& a, int64_t i0, const MatRef&
 // same operations as PanelTile (exact int32 block sum, then one convert + multiply + FMA per
 // block), so the same bits.
 // pf / pf_lines: the tile prefetches pf_lines cache lines per block from pf (into L2) for the next
-// slab (see PanelGemm).
+// slab (i8rows::SlabPrefetch; here SlabWeightSums streams a slab before its tiles compute, and
+// kernel_bench batch16_dram/q8_0/ffn_up at 1 thread went 392 -> 421-484 GOP/s with the prefetch).
 constexpr int kRz = 6, kSz = 2;
-// A batch of at most 16 row tiles (m <= 96: batched decode) computes too little per slab to hide
-// the slab's fetch, which was serial with it (SlabWeightSums streams the slab, then the tiles
-// compute): so the row tiles of each slab prefetch the next slab, each a 1 / row_tiles part of
-// every panel pair, spread over their blocks. Zen 5, 1.1B Q8_0 tg, alternating rounds, 1 / 2
-// threads, t/s: -b 16 without 186.7 / 323.0, 173.6 / 277.5, 184.9 / 324.9; with 225.2 / 354.1,
-// 222.4 / 378.2, 212.0 / 356.8 (kernel_bench batch16_dram/q8_0/ffn_up, 1 thread: 392 -> 421-484
-// GOP/s). Up to 4 vs up to 16 row tiles: -b 32 220.2 / 387.6, 221.6 / 388.1 vs 242.9 / 441.3,
-// 248.0 / 403.8; -b 64 257.0 / 463.3, 251.0 / 450.5 vs 260.5 / 491.4, 263.0 / 459.3. Prefill
-// (110M pp512) measured the same with it for every m. PREFETCHT0 instead of T1 measured the same.
-constexpr int64_t kPrefetchRowTiles = 16;
 
 template <int R, int S>
 HWY_INLINE void PanelTileZ(const Acts& a, int64_t i0, const MatRef& w, int64_t o0,
@@ -480,21 +471,14 @@ void PanelGemm(const Acts& a, int64_t m, const MatRef& w, const float* bias, flo
     int32_t* nws = reinterpret_cast<int32_t*>(
         nws_buf.Get(static_cast<size_t>(s1 - s0) * nblocks * kPanelRows));
     SlabWeightSums(w, n0 + s0 * kPanelRows, s1 - s0, nws);
-    const int64_t row_tiles = (m + kRz - 1) / kRz;
-    const bool prefetch = row_tiles <= kPrefetchRowTiles && s1 < panels;
-    const size_t pair_bytes = kSz * nblocks * kPanelBlock;
-    const size_t part = (pair_bytes + row_tiles - 1) / row_tiles;
-    const size_t pf_lines = prefetch ? (part + nblocks * 64 - 1) / (nblocks * 64) : 0;
+    const i8rows::SlabPrefetch pf = i8rows::PlanSlabPrefetch((m + kRz - 1) / kRz, s1 < panels,
+                                                             kSz * nblocks * kPanelBlock, nblocks);
     for (int64_t i = 0; i < m; i += kRz) {
       for (int64_t p = s0; p < s1; p += kSz) {
-        const uint8_t* pf = nullptr;
-        if (prefetch) {
-          pf = static_cast<const uint8_t*>(w.data) +
-               (n0 + (p + (s1 - s0)) * kPanelRows) * w.row_bytes() + (i / kRz) * part;
-        }
         TileZ(std::min<int64_t>(kRz, m - i), std::min<int64_t>(kSz, s1 - p), a, i, w,
-              n0 + p * kPanelRows, nws + (p - s0) * nblocks * kPanelRows, bias, c, c_stride, pf,
-              pf_lines);
+              n0 + p * kPanelRows, nws + (p - s0) * nblocks * kPanelRows, bias, c, c_stride,
+              pf.At(w.data, (n0 + (p + (s1 - s0)) * kPanelRows) * w.row_bytes(), i / kRz),
+              pf.lines);
       }
     }
 #else
